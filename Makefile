@@ -1,0 +1,43 @@
+# guideplan: `make run` opens the GUI on a bundled sample case, `make test` runs the suite.
+# Both bootstrap a fresh machine: system packages (apt-get, when root), .venv, install.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SAMPLES_STAMP := sample_data/.generated
+
+.PHONY: run test system-deps install samples lint bench clean
+
+run: system-deps install samples
+	@bash scripts/run-gui.sh $(PY) main.py $(ARGS)
+
+test: system-deps install
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - that is a failure here"; exit 1; fi; \
+	exit $$rc
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+# The sample cases are deterministic: regenerated only when missing.
+samples: install
+	@test -f $(SAMPLES_STAMP) || $(PY) -m guideplan.cli sample --out sample_data
+
+lint: install
+	$(PY) -m ruff check guideplan tests benchmarks main.py
+	$(VENV)/bin/lint-imports
+
+bench: install
+	$(PY) benchmarks/bench_load.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

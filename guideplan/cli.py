@@ -1,0 +1,135 @@
+"""Command line: ``guideplan scan|load|sample ...``.
+
+Every sub-command calls the same core functions as the GUI. Expected failures
+(:class:`GuideplanError`) print their message and exit with status 2; nothing else is
+caught, so a real bug still shows its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from guideplan.core.errors import GuideplanError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.func(args) or 0)
+    except GuideplanError as exc:
+        print(f"guideplan: {exc.title}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("guideplan: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="guideplan",
+        description="Planning workstation for CT-guided treatment of bone metastases.",
+    )
+    sub = parser.add_subparsers(title="commands")
+
+    p = sub.add_parser("scan", help="list the DICOM series in a folder, zip or file")
+    p.add_argument("path")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_scan)
+
+    p = sub.add_parser("load", help="load one series and describe the volume")
+    p.add_argument("path")
+    p.add_argument("--series", help="SeriesInstanceUID (when the folder holds several)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_load)
+
+    p = sub.add_parser("sample", help="(re)generate the bundled sample cases")
+    p.add_argument("--out", default="sample_data", help="output folder (default: sample_data)")
+    p.add_argument("--case", action="append", help="only this case (repeatable)")
+    p.set_defaults(func=_cmd_sample)
+    return parser
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from guideplan.io import scan
+
+    report = scan(args.path)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+        return 0
+    if not report.series:
+        print(f"No image series in {args.path}.")
+    for info in report.series:
+        size = "x".join(str(v) for v in info.size) if info.size else "-"
+        spacing = "x".join(f"{v:.3g}" for v in info.spacing) if info.spacing else "-"
+        flag = " [localizer]" if info.is_localizer else ""
+        print(
+            f"{info.modality:3} #{info.series_number or '?':<4} {info.description or '(no description)'}"
+            f"{flag}: {info.n_slices} images, {size} voxels, {spacing} mm"
+        )
+        print(f"      uid {info.series_uid}")
+        if info.error:
+            print(f"      cannot load: {info.error}")
+        for warning in info.warnings:
+            print(f"      warning: {warning}")
+    if report.skipped:
+        print(f"{len(report.skipped)} file(s) skipped:")
+        for item in report.skipped[:50]:
+            print(f"  {item.path}: {item.reason}")
+        if len(report.skipped) > 50:
+            print(f"  ... and {len(report.skipped) - 50} more")
+    return 0
+
+
+def _cmd_load(args: argparse.Namespace) -> int:
+    from guideplan.io import load_series
+
+    start = time.perf_counter()
+    volume = load_series(args.path, series_uid=args.series)
+    elapsed = time.perf_counter() - start
+    out = {
+        "series_uid": volume.meta.get("series_uid"),
+        "modality": volume.modality,
+        "size": list(volume.size),
+        "spacing": list(volume.spacing),
+        "origin": list(volume.origin),
+        "direction": [float(v) for v in volume.direction.ravel()],
+        "dtype": str(volume.array.dtype),
+        "units": volume.meta.get("units"),
+        "min": float(volume.array.min()),
+        "max": float(volume.array.max()),
+        "warnings": volume.meta.get("warnings", []),
+        "load_s": round(elapsed, 3),
+    }
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        for key, value in out.items():
+            print(f"{key:>10}: {value}")
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from guideplan.samples import generate_samples
+
+    out = Path(args.out)
+    start = time.perf_counter()
+
+    def progress(fraction: float, message: str) -> None:
+        print(f"[{fraction * 100:5.1f}%] {message}", flush=True)
+
+    written = generate_samples(out, cases=args.case, progress=progress)
+    print(f"{len(written)} case(s) written to {out} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

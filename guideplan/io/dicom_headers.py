@@ -1,0 +1,454 @@
+"""Read one DICOM file's header into the few fields volume building needs.
+
+Each file is parsed once, with large values (pixel data) deferred: the pixel data's byte
+offset is kept so that uncompressed frames can later be read straight into a
+preallocated array. Enhanced multi-frame files yield one :class:`FrameHeader` per frame.
+
+A file that is not usable yields a :class:`SkippedFile` with the reason, never an
+exception: a scan must never stop at one bad file.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+#: SOP classes whose instances are image slices we can stack into volumes.
+VOLUME_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.2": "CT Image",
+    "1.2.840.10008.5.1.4.1.1.2.1": "Enhanced CT Image",
+    "1.2.840.10008.5.1.4.1.1.2.2": "Legacy Converted Enhanced CT Image",
+    "1.2.840.10008.5.1.4.1.1.4": "MR Image",
+    "1.2.840.10008.5.1.4.1.1.4.1": "Enhanced MR Image",
+    "1.2.840.10008.5.1.4.1.1.4.4": "Legacy Converted Enhanced MR Image",
+    "1.2.840.10008.5.1.4.1.1.128": "PET Image",
+    "1.2.840.10008.5.1.4.1.1.130": "Enhanced PET Image",
+    "1.2.840.10008.5.1.4.1.1.128.1": "Legacy Converted Enhanced PET Image",
+    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image",
+    "1.2.840.10008.5.1.4.1.1.20": "Nuclear Medicine Image",
+}
+
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+
+UNCOMPRESSED_SYNTAXES = {
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired)
+}
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A file on disk, or a member of a zip archive."""
+
+    path: str
+    member: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.path}!{self.member}" if self.member else self.path
+
+    def open(self) -> io.BufferedIOBase:
+        if self.member is None:
+            return open(self.path, "rb")
+        with zipfile.ZipFile(self.path) as zf:
+            return io.BytesIO(zf.read(self.member))
+
+    def size(self) -> int:
+        if self.member is None:
+            return Path(self.path).stat().st_size
+        with zipfile.ZipFile(self.path) as zf:
+            return zf.getinfo(self.member).file_size
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: str
+    reason: str
+
+
+@dataclass
+class PetInfo:
+    """What SUV (body weight) needs; all optional because scanners omit them."""
+
+    units: str = ""
+    decay_correction: str = ""
+    patient_weight_kg: float | None = None
+    total_dose_bq: float | None = None
+    half_life_s: float | None = None
+    injection_datetime: str | None = None  # DICOM DT or TM, as found
+    series_datetime: str | None = None
+    acquisition_datetime: str | None = None
+    corrected_image: tuple[str, ...] = ()
+
+
+@dataclass
+class FrameHeader:
+    """One 2D frame: a single-frame file, or one frame of a multi-frame file."""
+
+    ref: FileRef
+    frame_index: int  # 0 for single-frame files
+    n_frames_in_file: int
+    sop_class_uid: str
+    sop_instance_uid: str
+    series_uid: str
+    study_uid: str
+    frame_of_reference_uid: str
+    modality: str
+    image_type: tuple[str, ...]
+    rows: int
+    columns: int
+    position: np.ndarray | None  # ImagePositionPatient, LPS mm
+    orientation: np.ndarray | None  # 6 cosines
+    pixel_spacing: tuple[float, float] | None  # (row spacing, column spacing)
+    slice_thickness: float | None
+    rescale_slope: float
+    rescale_intercept: float
+    bits_allocated: int
+    bits_stored: int
+    pixel_representation: int
+    samples_per_pixel: int
+    photometric: str
+    transfer_syntax: str
+    is_little_endian: bool
+    pixel_offset: int | None  # byte offset of the pixel data value in the file (native only)
+    pixel_length: int | None  # declared byte length (None if encapsulated)
+    instance_number: int | None
+    acquisition_number: int | None
+    gantry_tilt_deg: float | None
+    series_description: str
+    series_number: int | None
+    patient_name: str
+    patient_id: str
+    patient_position: str
+    study_date: str
+    pet: PetInfo | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_localizer(self) -> bool:
+        return any(t in ("LOCALIZER", "SCOUT", "TOPOGRAM") for t in self.image_type)
+
+    @property
+    def is_encapsulated(self) -> bool:
+        return self.transfer_syntax not in UNCOMPRESSED_SYNTAXES
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.rows * self.columns * self.samples_per_pixel * self.bits_allocated // 8
+
+    @property
+    def path(self) -> str:
+        return str(self.ref)
+
+
+def read_headers(ref: FileRef) -> list[FrameHeader] | SkippedFile:
+    """Parse one file; return its frames, or why it was skipped."""
+    try:
+        with ref.open() as fp:
+            ds = _dcmread(fp)
+            if isinstance(ds, str):
+                return SkippedFile(str(ref), ds)
+            file_size = ref.size()
+            return _frames_from_dataset(ds, ref, file_size)
+    except (OSError, zipfile.BadZipFile) as exc:
+        return SkippedFile(str(ref), f"cannot read file: {exc}")
+    except Exception as exc:  # a malformed header must not stop a scan
+        return SkippedFile(str(ref), f"unreadable DICOM header ({type(exc).__name__}: {exc})")
+
+
+def _dcmread(fp) -> pydicom.Dataset | str:
+    try:
+        return pydicom.dcmread(fp, defer_size=1024)
+    except InvalidDicomError:
+        pass
+    # Files without the 128-byte preamble exist (old ACR-NEMA style exports); accept them
+    # only when they clearly carry an image instance.
+    fp.seek(0)
+    try:
+        ds = pydicom.dcmread(fp, defer_size=1024, force=True)
+    except Exception:
+        return "not a DICOM file"
+    if "SOPInstanceUID" not in ds or "Rows" not in ds:
+        return "not a DICOM file"
+    return ds
+
+
+def _frames_from_dataset(ds: pydicom.Dataset, ref: FileRef, file_size: int):
+    meta = getattr(ds, "file_meta", None)
+    sop_class = str(
+        ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else "")
+    )
+    if sop_class == MEDIA_STORAGE_DIRECTORY or "DirectoryRecordSequence" in ds:
+        return SkippedFile(str(ref), "DICOMDIR index (the images it lists are scanned as files)")
+    if sop_class and sop_class not in VOLUME_SOP_CLASSES:
+        name = UID(sop_class).name if UID(sop_class).is_valid else sop_class
+        return SkippedFile(str(ref), f"not an image slice ({name})")
+    if "PixelData" not in ds:
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            return SkippedFile(str(ref), "float pixel data is not supported")
+        return SkippedFile(str(ref), "no pixel data in the file")
+    if "SeriesInstanceUID" not in ds:
+        return SkippedFile(str(ref), "no SeriesInstanceUID: cannot tell which series it belongs to")
+
+    ts = str(meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")) if meta else "1.2.840.10008.1.2"
+    raw = ds.get_item(0x7FE00010, keep_deferred=True)
+    pixel_offset = pixel_length = None
+    if ts in UNCOMPRESSED_SYNTAXES:
+        pixel_offset = getattr(raw, "value_tell", None)
+        length = getattr(raw, "length", None)
+        pixel_length = None if length in (None, 0xFFFFFFFF) else int(length)
+
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if samples != 1:
+        return SkippedFile(
+            str(ref), f"colour image ({samples} samples per pixel) is not a volume slice"
+        )
+    rows = int(ds.get("Rows", 0) or 0)
+    columns = int(ds.get("Columns", 0) or 0)
+    if rows == 0 or columns == 0:
+        return SkippedFile(str(ref), "image has zero rows or columns")
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    bits_allocated = int(ds.get("BitsAllocated", 16) or 16)
+
+    if pixel_offset is not None and pixel_length is not None:
+        expected = rows * columns * bits_allocated // 8 * n_frames
+        available = file_size - pixel_offset
+        if pixel_length < expected or available < expected:
+            have = min(pixel_length, available)
+            return SkippedFile(
+                str(ref),
+                f"pixel data truncated: {have} of {expected} bytes present "
+                "(the file was cut short; copy it again from the source)",
+            )
+
+    get = _RawReader(ds)
+    modality = get.text(0x00080060)
+    base = dict(
+        ref=ref,
+        n_frames_in_file=n_frames,
+        sop_class_uid=sop_class,
+        sop_instance_uid=get.text(0x00080018),
+        series_uid=get.text(0x0020000E),
+        study_uid=get.text(0x0020000D),
+        frame_of_reference_uid=get.text(0x00200052),
+        modality=modality,
+        image_type=tuple(t.upper() for t in get.texts(0x00080008)),
+        rows=rows,
+        columns=columns,
+        bits_allocated=bits_allocated,
+        bits_stored=int(ds.get("BitsStored", bits_allocated) or bits_allocated),
+        pixel_representation=int(ds.get("PixelRepresentation", 0) or 0),
+        samples_per_pixel=samples,
+        photometric=get.text(0x00280004) or "MONOCHROME2",
+        transfer_syntax=ts,
+        is_little_endian=ts != "1.2.840.10008.1.2.2",
+        pixel_offset=pixel_offset,
+        pixel_length=pixel_length,
+        instance_number=get.integer(0x00200013),
+        acquisition_number=get.integer(0x00200012),
+        gantry_tilt_deg=get.number(0x00181120),
+        series_description=get.text(0x0008103E),
+        series_number=get.integer(0x00200011),
+        patient_name=get.text(0x00100010),
+        patient_id=get.text(0x00100020),
+        patient_position=get.text(0x00185100),
+        study_date=get.text(0x00080020),
+        pet=_pet_info(ds) if modality == "PT" else None,
+    )
+
+    if "PerFrameFunctionalGroupsSequence" in ds or n_frames > 1:
+        return _enhanced_frames(ds, base, n_frames)
+
+    slope = get.number(0x00281053)
+    intercept = get.number(0x00281052)
+    return [
+        FrameHeader(
+            frame_index=0,
+            position=get.vector(0x00200032, 3),
+            orientation=get.vector(0x00200037, 6),
+            pixel_spacing=_positive_pair(get.vector(0x00280030, 2))
+            or _positive_pair(get.vector(0x00181164, 2)),
+            slice_thickness=get.number(0x00180050),
+            rescale_slope=1.0 if slope in (None, 0.0) else slope,
+            rescale_intercept=0.0 if intercept is None else intercept,
+            **base,
+        )
+    ]
+
+
+def _enhanced_frames(ds: pydicom.Dataset, base: dict, n_frames: int):
+    """Frames of an enhanced (functional-group) multi-frame image."""
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    shared_item = shared[0] if shared else pydicom.Dataset()
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is None or len(per_frame) < n_frames:
+        return SkippedFile(
+            base["ref"].__str__(),
+            "multi-frame image without per-frame positions (not an enhanced image): "
+            "cannot place its frames in space",
+        )
+    frames = []
+    for index in range(n_frames):
+        item = per_frame[index]
+
+        def pick(seq_name: str, attr: str, item=item):
+            for group in (item, shared_item):
+                seq = group.get(seq_name)
+                if seq and attr in seq[0]:
+                    return seq[0].get(attr)
+            return ds.get(attr)
+
+        slope = _float_or_none(pick("PixelValueTransformationSequence", "RescaleSlope"))
+        intercept = _float_or_none(pick("PixelValueTransformationSequence", "RescaleIntercept"))
+        measures = pick("PixelMeasuresSequence", "PixelSpacing")
+        thickness = pick("PixelMeasuresSequence", "SliceThickness")
+        frames.append(
+            FrameHeader(
+                frame_index=index,
+                position=_vec(pick("PlanePositionSequence", "ImagePositionPatient"), 3),
+                orientation=_vec(pick("PlaneOrientationSequence", "ImageOrientationPatient"), 6),
+                pixel_spacing=_pair(measures),
+                slice_thickness=_float_or_none(thickness),
+                rescale_slope=1.0 if slope in (None, 0.0) else slope,
+                rescale_intercept=0.0 if intercept is None else intercept,
+                **base,
+            )
+        )
+    return frames
+
+
+def _pet_info(ds: pydicom.Dataset) -> PetInfo:
+    info = PetInfo(
+        units=str(ds.get("Units", "") or ""),
+        decay_correction=str(ds.get("DecayCorrection", "") or ""),
+        patient_weight_kg=_float_or_none(ds.get("PatientWeight")),
+        corrected_image=tuple(str(v) for v in _as_list(ds.get("CorrectedImage", ()))),
+        series_datetime=_join_dt(ds.get("SeriesDate"), ds.get("SeriesTime")),
+        acquisition_datetime=_join_dt(ds.get("AcquisitionDate"), ds.get("AcquisitionTime")),
+    )
+    seq = ds.get("RadiopharmaceuticalInformationSequence")
+    if seq:
+        item = seq[0]
+        info.total_dose_bq = _float_or_none(item.get("RadionuclideTotalDose"))
+        info.half_life_s = _float_or_none(item.get("RadionuclideHalfLife"))
+        start_dt = item.get("RadiopharmaceuticalStartDateTime")
+        info.injection_datetime = (
+            str(start_dt)
+            if start_dt
+            else _join_dt(ds.get("SeriesDate"), item.get("RadiopharmaceuticalStartTime"))
+        )
+    return info
+
+
+def _join_dt(date, time) -> str | None:
+    if not time:
+        return None
+    return f"{date or ''}{time}"
+
+
+class _RawReader:
+    """Text-valued attributes read from the raw bytes, skipping pydicom's conversion.
+
+    Converting values through pydicom costs more than parsing the whole header; the
+    handful of string attributes volume building needs (UI, CS, LO, DS, IS, PN ...) are
+    decoded here directly. Values already converted by pydicom are used as they are.
+    """
+
+    def __init__(self, ds: pydicom.Dataset) -> None:
+        self._ds = ds
+
+    def _raw(self, tag: int):
+        elem = self._ds.get_item(tag, keep_deferred=True)
+        if elem is None:
+            return None
+        value = elem.value
+        if isinstance(value, bytes):
+            return value.decode("latin-1").strip(" \x00")
+        return value
+
+    def text(self, tag: int) -> str:
+        value = self._raw(tag)
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            return value.strip()
+        return str(value).strip()
+
+    def texts(self, tag: int) -> list[str]:
+        value = self._raw(tag)
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [v.strip() for v in value.split("\\")]
+        return [str(v).strip() for v in _as_list(value)]
+
+    def vector(self, tag: int, n: int) -> np.ndarray | None:
+        return _vec(self.texts(tag) or None, n)
+
+    def number(self, tag: int) -> float | None:
+        items = self.texts(tag)
+        return _float_or_none(items[0]) if items else None
+
+    def integer(self, tag: int) -> int | None:
+        value = self.number(tag)
+        return None if value is None else int(value)
+
+
+def _pair(value) -> tuple[float, float] | None:
+    return _positive_pair(_vec(value, 2))
+
+
+def _positive_pair(v: np.ndarray | None) -> tuple[float, float] | None:
+    if v is None or np.any(v <= 0):
+        return None
+    return float(v[0]), float(v[1])
+
+
+def _vec(value, n: int) -> np.ndarray | None:
+    if value is None:
+        return None
+    try:
+        items = [float(x) for x in _as_list(value)]
+    except (TypeError, ValueError):
+        return None
+    if len(items) != n or not np.all(np.isfinite(items)):
+        return None
+    return np.array(items, dtype=float)
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    if isinstance(value, str | bytes):
+        return [value]
+    try:
+        return list(value)
+    except TypeError:
+        return [value]
+
+
+def _float_or_none(value) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if np.isfinite(out) else None
+
+
+def _int_or_none(value) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
