@@ -1,0 +1,1 @@
+"""guideplan.model (see ARCHITECTURE.md)."""

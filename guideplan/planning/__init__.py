@@ -1,0 +1,1 @@
+"""guideplan.planning (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""guideplan.processing (see ARCHITECTURE.md)."""

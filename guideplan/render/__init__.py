@@ -1,0 +1,1 @@
+"""guideplan.render (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""guideplan.ui (see ARCHITECTURE.md)."""
