@@ -68,10 +68,16 @@ def make_series(folder: Path, n_slices: int, size: int = 512) -> None:
     for old in folder.glob("*.dcm"):
         old.unlink()
     yy, xx = np.mgrid[0:size, 0:size]
-    body = ((xx - size / 2) ** 2 / (0.45 * size) ** 2 + (yy - size / 2) ** 2 / (0.35 * size) ** 2) < 1
+    body = (
+        (xx - size / 2) ** 2 / (0.45 * size) ** 2 + (yy - size / 2) ** 2 / (0.35 * size) ** 2
+    ) < 1
     rng = np.random.default_rng(0)
-    spec = SeriesSpec(modality="CT", seed="bench", series_description="benchmark 512",
-                      transfer_syntax=ExplicitVRLittleEndian)
+    spec = SeriesSpec(
+        modality="CT",
+        seed="bench",
+        series_description="benchmark 512",
+        transfer_syntax=ExplicitVRLittleEndian,
+    )
     chunk = 50
     for start in range(0, n_slices, chunk):
         n = min(chunk, n_slices - start)
@@ -80,8 +86,15 @@ def make_series(folder: Path, n_slices: int, size: int = 512) -> None:
         frames[:, size // 2 - 20 : size // 2 + 20, size // 2 - 20 : size // 2 + 20] = 700.0
         positions = np.array([[-0.35 * size, -0.35 * size, float(start + k)] for k in range(n)])
         write_slices(
-            folder, frames, positions, (1, 0, 0), (0, 1, 0), (0.7, 0.7), spec,
-            rescale_intercept=-1024.0, pixel_representation=0,
+            folder,
+            frames,
+            positions,
+            (1, 0, 0),
+            (0, 1, 0),
+            (0.7, 0.7),
+            spec,
+            rescale_intercept=-1024.0,
+            pixel_representation=0,
             file_names=[f"IM{start + k + 1:05d}.dcm" for k in range(n)],
             instance_numbers=list(range(start + 1, start + n + 1)),
         )
@@ -91,7 +104,9 @@ def make_series(folder: Path, n_slices: int, size: int = 512) -> None:
 def run_child(reader: str, folder: Path) -> dict:
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, reader, str(folder)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -138,8 +153,10 @@ def main() -> int:
                 f"({s['peak_ratio_to_int16_volume']:.2f}x int16 volume)  dtype {s['dtype']}"
             )
         print(f"time ratio guideplan/SimpleITK: {ratio:.2f} (target <= 0.50)")
-        print(f"guideplan peak memory: {summary['guideplan']['peak_ratio_to_int16_volume']:.2f}x"
-              " the int16 volume (target <= 1.30)")
+        print(
+            f"guideplan peak memory: {summary['guideplan']['peak_ratio_to_int16_volume']:.2f}x"
+            " the int16 volume (target <= 1.30)"
+        )
     return 0
 
 

@@ -51,6 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_load)
 
+    p = sub.add_parser("render", help="draw views of a case or DICOM folder to PNG, offscreen")
+    p.add_argument("path", help="a .gplan case, a sample case folder, or a DICOM folder")
+    p.add_argument("--view", default="all", choices=["axial", "coronal", "sagittal", "3d", "all"])
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--slice-lps", help="x,y,z: the LPS point (mm) the slices go through")
+    p.add_argument("--size", default="1000x1000", help="WIDTHxHEIGHT in pixels")
+    p.add_argument("--series", help="SeriesInstanceUID (default: the planning CT)")
+    p.set_defaults(func=_cmd_render)
+
     p = sub.add_parser("sample", help="(re)generate the bundled sample cases")
     p.add_argument("--out", default="sample_data", help="output folder (default: sample_data)")
     p.add_argument("--case", action="append", help="only this case (repeatable)")
@@ -72,7 +81,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         spacing = "x".join(f"{v:.3g}" for v in info.spacing) if info.spacing else "-"
         flag = " [localizer]" if info.is_localizer else ""
         print(
-            f"{info.modality:3} #{info.series_number or '?':<4} {info.description or '(no description)'}"
+            f"{info.modality:3} #{info.series_number or '?':<4} "
+            f"{info.description or '(no description)'}"
             f"{flag}: {info.n_slices} images, {size} voxels, {spacing} mm"
         )
         print(f"      uid {info.series_uid}")
@@ -115,6 +125,56 @@ def _cmd_load(args: argparse.Namespace) -> int:
         for key, value in out.items():
             print(f"{key:>10}: {value}")
     return 0
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from guideplan.render.snapshot import render_volume
+
+    volume = _load_for_render(Path(args.path), args.series)
+    cursor = _parse_point(args.slice_lps) if args.slice_lps else None
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise GuideplanError(
+            f"--size {args.size!r} is not WIDTHxHEIGHT.", hint="Example: --size 1200x900."
+        ) from None
+    out = render_volume(volume, args.view, args.out, size=(width, height), cursor_lps=cursor)
+    print(f"wrote {out}")
+    return 0
+
+
+def _load_for_render(path: Path, series_uid: str | None):
+    from guideplan.io import choose_planning_series, load_series, scan
+
+    if path.suffix == ".gplan" or ((path / "case.json").is_file() and (path / "data").is_dir()):
+        from guideplan.model.case import open_case
+        from guideplan.model.nodes import VolumeNode
+
+        scene = open_case(path)
+        planning = [n for n in scene.nodes_of(VolumeNode) if n.role == "planning"]
+        if not planning or planning[0].volume is None:
+            raise GuideplanError(f"The case {path} has no planning CT.", hint="Open it in the GUI.")
+        return planning[0].volume
+    if (path / "ct").is_dir():  # a bundled sample case folder
+        path = path / "ct"
+    if series_uid:
+        return load_series(path, series_uid=series_uid)
+    return load_series(choose_planning_series(scan(path)))
+
+
+def _parse_point(text: str):
+    import numpy as np
+
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3:
+        raise GuideplanError(
+            f"{text!r} is not an LPS point.",
+            hint="Give three numbers in mm: --slice-lps 10,-20,35.",
+        )
+    return np.array(values)
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:

@@ -72,6 +72,9 @@ class FileRef:
 class SkippedFile:
     path: str
     reason: str
+    #: Set when the file belongs to an image series but is damaged (no or truncated
+    #: pixel data): loading that series must fail loudly rather than interpolate over it.
+    series_uid: str = ""
 
 
 @dataclass
@@ -191,10 +194,11 @@ def _frames_from_dataset(ds: pydicom.Dataset, ref: FileRef, file_size: int):
     if sop_class and sop_class not in VOLUME_SOP_CLASSES:
         name = UID(sop_class).name if UID(sop_class).is_valid else sop_class
         return SkippedFile(str(ref), f"not an image slice ({name})")
+    series_uid = str(ds.get("SeriesInstanceUID", "") or "")
     if "PixelData" not in ds:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
-            return SkippedFile(str(ref), "float pixel data is not supported")
-        return SkippedFile(str(ref), "no pixel data in the file")
+            return SkippedFile(str(ref), "float pixel data is not supported", series_uid)
+        return SkippedFile(str(ref), "no pixel data in the file", series_uid)
     if "SeriesInstanceUID" not in ds:
         return SkippedFile(str(ref), "no SeriesInstanceUID: cannot tell which series it belongs to")
 
@@ -227,6 +231,7 @@ def _frames_from_dataset(ds: pydicom.Dataset, ref: FileRef, file_size: int):
                 str(ref),
                 f"pixel data truncated: {have} of {expected} bytes present "
                 "(the file was cut short; copy it again from the source)",
+                series_uid,
             )
 
     get = _RawReader(ds)

@@ -51,6 +51,8 @@ class SeriesInfo:
     is_localizer: bool = False
     #: Why this series cannot be loaded as a volume (None if it can).
     error: str | None = None
+    #: Files of this series that are damaged (no or truncated pixel data).
+    damaged: list[SkippedFile] = field(default_factory=list)
     frames: list[FrameHeader] = field(default_factory=list, repr=False)
     plan: StackPlan | None = field(default=None, repr=False)
 
@@ -126,6 +128,7 @@ def scan(
     skipped.extend(bad)
     report = ScanReport(root=str(root), skipped=skipped)
     report.series = _group_series(frames)
+    _attach_damaged_files(report)
     report.series.sort(
         key=lambda s: (
             s.is_localizer,
@@ -216,6 +219,25 @@ def _group_series(frames: Iterable[FrameHeader]) -> list[SeriesInfo]:
                 info.description = (info.description + " (localizer)").strip()
             out.append(info)
     return out
+
+
+def _attach_damaged_files(report: ScanReport) -> None:
+    """Tell each series which of its files are damaged, so loading it can refuse."""
+    for skipped in report.skipped:
+        if not skipped.series_uid:
+            continue
+        for info in report.series:
+            if info.series_uid == skipped.series_uid and not info.is_localizer:
+                info.damaged.append(skipped)
+                break
+    for info in report.series:
+        if info.damaged:
+            names = ", ".join(Path(d.path).name for d in info.damaged[:5])
+            info.warnings.insert(
+                0,
+                f"{len(info.damaged)} damaged file(s) in this series ({names}): "
+                f"{info.damaged[0].reason}",
+            )
 
 
 def _series_info(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -18,6 +19,8 @@ from guideplan.core.errors import (
     AmbiguousSeriesError,
     CancelledError,
     NoSeriesError,
+    NotDicomError,
+    PixelDataError,
     SeriesNotFoundError,
     VolumeFormationError,
 )
@@ -85,6 +88,11 @@ def choose_series(report: ScanReport, series_uid: str | None) -> SeriesInfo:
                 hint="Choose a folder with an axial CT, MR or PET series of at least two slices.",
             )
         reasons = "; ".join(sorted({s.reason for s in report.skipped}))[:400]
+        if report.skipped and all(s.reason == "not a DICOM file" for s in report.skipped):
+            raise NotDicomError(
+                f"'{report.root}' holds no DICOM files ({len(report.skipped)} other file(s)).",
+                hint="Choose the folder with the images exported from the scanner or PACS.",
+            )
         raise NoSeriesError(
             f"No DICOM image series found in '{report.root}'"
             + (f" ({len(report.skipped)} file(s) skipped: {reasons})." if report.skipped else "."),
@@ -101,6 +109,18 @@ def choose_series(report: ScanReport, series_uid: str | None) -> SeriesInfo:
     )
 
 
+def choose_planning_series(report: ScanReport) -> SeriesInfo:
+    """The series a planning session starts from: a CT if there is one, the largest first.
+
+    Used where a whole study folder is opened at once (the GUI, ``guideplan render``);
+    :func:`choose_series` stays strict for scripted use.
+    """
+    volumes = sorted(report.volumes, key=lambda s: (s.modality != "CT", -s.n_slices))
+    if not volumes:
+        return choose_series(report, None)  # raises the explanatory error
+    return volumes[0]
+
+
 def load_series_info(
     info: SeriesInfo,
     progress: ProgressFn | None = None,
@@ -113,6 +133,14 @@ def load_series_info(
             f"Series '{info.description or info.series_uid}' cannot be loaded as a volume: "
             f"{info.error or 'no geometry'}.",
             hint="Choose another series; run 'guideplan scan' to see what the folder holds.",
+        )
+    if info.damaged:
+        names = ", ".join(Path(d.path).name for d in info.damaged[:5])
+        raise PixelDataError(
+            f"{len(info.damaged)} file(s) of series '{info.description or info.series_uid}' "
+            f"are damaged ({names}): {info.damaged[0].reason}.",
+            hint="Copy the series again from the scanner or PACS; guideplan does not fill "
+            "damaged slices by guesswork.",
         )
     plan = info.plan
     frames = [info.frames[int(i)] for i in plan.order]
@@ -167,6 +195,7 @@ def load_series_info(
         "gantry_tilt_deg": plan.tilt_deg,
         "slice_thickness_mm": first.slice_thickness,
         "n_source_slices": len(frames),
+        "source_path": _source_folder(info),
     }
     return Volume(
         array=values,
@@ -315,6 +344,13 @@ def _units(info: SeriesInfo, frames: list[FrameHeader]) -> tuple[float, str, str
 
 
 # -- helpers ---------------------------------------------------------------------------
+def _source_folder(info: SeriesInfo) -> str:
+    """The folder (or zip archive) the series' files live in."""
+    paths = {f.ref.path for f in info.frames}
+    common = os.path.commonpath(list(paths)) if paths else ""
+    return common if os.path.isdir(common) or common.endswith(".zip") else os.path.dirname(common)
+
+
 def _as_cancel(cancel) -> CancelFn | None:
     if cancel is None:
         return None

@@ -63,8 +63,15 @@ def test_orientation_from_cosines_is_right_handed():
 
 @pytest.mark.parametrize(
     ("vector", "letters"),
-    [((1, 0, 0), "L"), ((-1, 0, 0), "R"), ((0, 1, 0), "P"), ((0, -1, 0), "A"),
-     ((0, 0, 1), "S"), ((0, 0, -1), "I"), ((0.9, -0.3, 0), "LA")],
+    [
+        ((1, 0, 0), "L"),
+        ((-1, 0, 0), "R"),
+        ((0, 1, 0), "P"),
+        ((0, -1, 0), "A"),
+        ((0, 0, 1), "S"),
+        ((0, 0, -1), "I"),
+        ((0.9, -0.3, 0), "LA"),
+    ],
 )
 def test_axis_letters(vector, letters):
     assert geometry.closest_axis_letters(vector) == letters
