@@ -1,0 +1,192 @@
+"""The 3D view (no Qt): bone surface, the three slice planes, an orientation cube.
+
+World coordinates are LPS millimetres. The bone surface is extracted in the volume's
+local frame on a downsampled copy and moved to LPS with the volume's affine, so oblique
+volumes are placed correctly. The orientation cube lives in a small corner renderer whose
+camera follows the main camera, so it works offscreen as well as in the GUI.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from vtkmodules.vtkCommonDataModel import vtkPolyData
+from vtkmodules.vtkCommonTransforms import vtkTransform
+from vtkmodules.vtkFiltersCore import (
+    vtkFlyingEdges3D,
+    vtkPolyDataNormals,
+    vtkWindowedSincPolyDataFilter,
+)
+from vtkmodules.vtkFiltersGeneral import vtkTransformPolyDataFilter
+from vtkmodules.vtkRenderingAnnotation import vtkAnnotatedCubeActor
+from vtkmodules.vtkRenderingCore import (
+    vtkActor,
+    vtkImageActor,
+    vtkPolyDataMapper,
+    vtkRenderer,
+)
+
+from guideplan.core.volume import Volume
+from guideplan.render import vtk_image
+from guideplan.render.slice_view import SliceView
+
+BONE_COLOUR = (0.93, 0.89, 0.80)
+BACKGROUND_TOP = (0.16, 0.17, 0.21)
+BACKGROUND_BOTTOM = (0.03, 0.03, 0.05)
+
+
+def bone_surface(volume: Volume, threshold_hu: float, max_voxels: int = 4_000_000) -> vtkPolyData:
+    """Iso-surface of ``volume`` at ``threshold_hu``, in LPS, on a downsampled grid.
+
+    Pure function of its inputs (safe to run in a worker thread): it builds no rendering
+    objects.
+    """
+    factor = 1
+    while np.prod(volume.array.shape) / factor**3 > max_voxels:
+        factor += 1
+    array = volume.array[::factor, ::factor, ::factor]
+    spacing = tuple(s * factor for s in volume.spacing)
+    image = vtk_image.to_vtk_image(array, spacing)
+    surface = vtkFlyingEdges3D()
+    surface.SetInputData(image)
+    surface.SetValue(0, float(threshold_hu))
+    surface.ComputeNormalsOff()
+    smooth = vtkWindowedSincPolyDataFilter()
+    smooth.SetInputConnection(surface.GetOutputPort())
+    smooth.SetNumberOfIterations(12)
+    smooth.SetPassBand(0.1)
+    smooth.NonManifoldSmoothingOn()
+    smooth.NormalizeCoordinatesOn()
+    transform = vtkTransform()
+    transform.SetMatrix(vtk_image.to_vtk_matrix(vtk_image.local_to_lps(volume)))
+    to_lps = vtkTransformPolyDataFilter()
+    to_lps.SetTransform(transform)
+    to_lps.SetInputConnection(smooth.GetOutputPort())
+    normals = vtkPolyDataNormals()
+    normals.SetInputConnection(to_lps.GetOutputPort())
+    normals.ConsistencyOn()
+    normals.SplittingOff()
+    normals.Update()
+    out = vtkPolyData()
+    out.ShallowCopy(normals.GetOutput())
+    return out
+
+
+class View3D:
+    def __init__(self, renderer: vtkRenderer | None = None) -> None:
+        self.renderer = renderer or vtkRenderer()
+        self.renderer.GradientBackgroundOn()
+        self.renderer.SetBackground(*BACKGROUND_BOTTOM)
+        self.renderer.SetBackground2(*BACKGROUND_TOP)
+        self.bone_actor = vtkActor()
+        mapper = vtkPolyDataMapper()
+        mapper.ScalarVisibilityOff()
+        self.bone_actor.SetMapper(mapper)
+        prop = self.bone_actor.GetProperty()
+        prop.SetColor(*BONE_COLOUR)
+        prop.SetSpecular(0.2)
+        prop.SetSpecularPower(20)
+        self.bone_actor.VisibilityOff()
+        self.renderer.AddActor(self.bone_actor)
+        self.plane_actors: dict[str, vtkImageActor] = {}
+        self.slice_views: dict[str, SliceView] = {}
+        self.cube_renderer = self._make_cube_renderer()
+        self.volume: Volume | None = None
+
+    def attach_render_window(self, window) -> None:
+        """Add the corner cube renderer to the window that shows this view."""
+        window.SetNumberOfLayers(max(window.GetNumberOfLayers(), 2))
+        if not window.HasRenderer(self.cube_renderer):
+            window.AddRenderer(self.cube_renderer)
+        self._sync_cube_viewport()
+
+    def set_volume(self, volume: Volume) -> None:
+        self.volume = volume
+        self.reset_camera()
+
+    def set_bone_surface(self, surface: vtkPolyData | None) -> None:
+        if surface is None:
+            self.bone_actor.VisibilityOff()
+            return
+        self.bone_actor.GetMapper().SetInputData(surface)
+        self.bone_actor.VisibilityOn()
+
+    def show_slice_planes(self, views: dict[str, SliceView]) -> None:
+        """Show each 2D view's current slice as a textured plane in 3D (shared pipeline)."""
+        for name, view in views.items():
+            actor = self.plane_actors.get(name)
+            if actor is None:
+                actor = vtkImageActor()
+                actor.GetMapper().SetInputConnection(view.colors.GetOutputPort())
+                actor.SetOpacity(0.85)
+                self.renderer.AddActor(actor)
+                self.plane_actors[name] = actor
+            self.slice_views[name] = view
+        self.update_slice_planes()
+
+    def update_slice_planes(self) -> None:
+        for name, actor in self.plane_actors.items():
+            view = self.slice_views[name]
+            if view.frame is None:
+                actor.VisibilityOff()
+                continue
+            matrix = view.frame.plane_to_lps_matrix(view.depth)
+            actor.SetUserMatrix(vtk_image.to_vtk_matrix(matrix))
+            actor.VisibilityOn()
+
+    def reset_camera(self) -> None:
+        """Anterior view, head up: the patient's left on the screen's right."""
+        camera = self.renderer.GetActiveCamera()
+        centre = self.volume.center_lps() if self.volume is not None else np.zeros(3)
+        camera.SetFocalPoint(*centre)
+        camera.SetPosition(*(centre + np.array([0.0, -800.0, 0.0])))
+        camera.SetViewUp(0.0, 0.0, 1.0)
+        self.renderer.ResetCamera()
+        camera.Zoom(1.3)
+        self.renderer.ResetCameraClippingRange()
+
+    # -- orientation cube ----------------------------------------------------------------
+    def _make_cube_renderer(self) -> vtkRenderer:
+        cube = vtkAnnotatedCubeActor()
+        cube.SetXPlusFaceText("L")
+        cube.SetXMinusFaceText("R")
+        cube.SetYPlusFaceText("P")
+        cube.SetYMinusFaceText("A")
+        cube.SetZPlusFaceText("S")
+        cube.SetZMinusFaceText("I")
+        cube.SetFaceTextScale(0.55)
+        cube.GetCubeProperty().SetColor(0.35, 0.4, 0.5)
+        cube.GetTextEdgesProperty().SetColor(0.9, 0.9, 0.9)
+        for prop in (
+            cube.GetXPlusFaceProperty(),
+            cube.GetXMinusFaceProperty(),
+            cube.GetYPlusFaceProperty(),
+            cube.GetYMinusFaceProperty(),
+            cube.GetZPlusFaceProperty(),
+            cube.GetZMinusFaceProperty(),
+        ):
+            prop.SetColor(0.98, 0.92, 0.6)
+        renderer = vtkRenderer()
+        renderer.SetLayer(1)
+        renderer.InteractiveOff()
+        renderer.AddActor(cube)
+        self._cube = cube
+        self.renderer.AddObserver("StartEvent", lambda *_: self._sync_cube_camera(renderer))
+        return renderer
+
+    def _sync_cube_viewport(self) -> None:
+        x0, y0, x1, y1 = self.renderer.GetViewport()
+        w = 0.2 * (x1 - x0)
+        h = 0.2 * (y1 - y0)
+        self.cube_renderer.SetViewport(x1 - w - 0.005, y0 + 0.005, x1 - 0.005, y0 + h + 0.005)
+
+    def _sync_cube_camera(self, renderer: vtkRenderer) -> None:
+        main = self.renderer.GetActiveCamera()
+        cam = renderer.GetActiveCamera()
+        direction = np.subtract(main.GetPosition(), main.GetFocalPoint())
+        norm = np.linalg.norm(direction)
+        if norm == 0:
+            return
+        cam.SetFocalPoint(0.0, 0.0, 0.0)
+        cam.SetPosition(*(direction / norm * 4.0))
+        cam.SetViewUp(*main.GetViewUp())
+        renderer.ResetCameraClippingRange()

@@ -1,0 +1,590 @@
+"""The workstation window: four views, the plan, menus, loading, saving, recovery.
+
+The window owns no computation: it calls io/model/render functions and turns gestures
+into plan commands. Navigation state (cursor, zoom, pan, layout) is view state; what
+belongs to the plan (window/level of a volume, measurements, everything later tools
+add) is edited through commands, so Ctrl+Z undoes any of it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from guideplan.core.resources import window_level_presets
+from guideplan.core.volume import Volume
+from guideplan.model.commands import AddNode, RemoveNode, SetFields
+from guideplan.model.nodes import MeasurementNode, Node, VolumeNode
+from guideplan.model.scene import Scene
+from guideplan.render.slice_view import Overlay2D
+from guideplan.ui.views import SliceWidget, View3DWidget
+from guideplan.ui.workers import run_task
+
+SLICE_VIEWS = ("axial", "coronal", "sagittal")
+LAYOUTS = ("four_up", "one_plus_three", "single")
+MEASURE_COLOUR = (1.0, 0.85, 0.2)
+PENDING_COLOUR = (0.4, 0.9, 1.0)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWindowTitle("guideplan")
+        self.resize(1500, 950)
+        self.setAcceptDrops(True)
+        self.scene = Scene()
+        self.planning: VolumeNode | None = None
+        self.cursor = np.zeros(3)
+        self.anonymize = False
+        self.tool = "navigate"
+        self._pending_points: list[np.ndarray] = []
+        self._hover: np.ndarray | None = None
+        self._layout = "four_up"
+        self._focus_view = "axial"
+        self.case_path: Path | None = None
+        self.presets = window_level_presets()
+
+        self.slice_widgets = {name: SliceWidget(name) for name in SLICE_VIEWS}
+        self.view3d = View3DWidget()
+        self._build_central()
+        self._build_panel()
+        self._build_menus()
+        self.statusBar().showMessage("Open a DICOM folder (Ctrl+O) or a case.")
+        self.readout = QLabel("")
+        self.statusBar().addPermanentWidget(self.readout)
+
+        for widget in self.slice_widgets.values():
+            widget.cursor_requested.connect(self.set_cursor)
+            widget.scrolled.connect(self.set_cursor)
+            widget.window_level_dragged.connect(self._drag_window_level)
+            widget.hover_lps.connect(self._on_hover)
+            widget.hovered.connect(self._on_view_hovered)
+            widget.tool_point.connect(self._on_tool_point)
+            widget.tool_drag.connect(self._on_tool_drag)
+        self.view3d.hovered.connect(self._on_view_hovered)
+        self.scene.node_added.connect(lambda n: self._on_scene_change(n, "added"))
+        self.scene.node_removed.connect(lambda n: self._on_scene_change(n, "removed"))
+        self.scene.node_changed.connect(self._on_scene_change)
+        self.scene.history.changed.connect(self._update_actions)
+        self._update_actions()
+
+    # -- construction ------------------------------------------------------------------
+    def _build_central(self) -> None:
+        self.view_area = QWidget()
+        self.view_grid = QGridLayout(self.view_area)
+        self.view_grid.setContentsMargins(2, 2, 2, 2)
+        self.view_grid.setSpacing(3)
+        self.setCentralWidget(self.view_area)
+        self.set_layout("four_up")
+
+    def _all_views(self) -> dict[str, QWidget]:
+        return {**self.slice_widgets, "3d": self.view3d}
+
+    def set_layout(self, layout: str, focus: str | None = None) -> None:
+        """'four_up' (2x2), 'one_plus_three' (one big, three stacked) or 'single'."""
+        if layout not in LAYOUTS:
+            raise ValueError(layout)
+        self._layout = layout
+        if focus:
+            self._focus_view = focus
+        views = self._all_views()
+        for widget in views.values():
+            self.view_grid.removeWidget(widget)
+            widget.hide()
+        for row in range(3):
+            self.view_grid.setRowStretch(row, 0)
+        for col in range(2):
+            self.view_grid.setColumnStretch(col, 0)
+        if layout == "four_up":
+            for (row, col), name in zip(
+                [(0, 0), (0, 1), (1, 0), (1, 1)],
+                ("axial", "coronal", "sagittal", "3d"),
+                strict=True,
+            ):
+                self.view_grid.addWidget(views[name], row, col)
+                views[name].show()
+            for i in range(2):
+                self.view_grid.setRowStretch(i, 1)
+                self.view_grid.setColumnStretch(i, 1)
+        elif layout == "one_plus_three":
+            main = self._focus_view
+            others = [n for n in ("axial", "coronal", "sagittal", "3d") if n != main]
+            self.view_grid.addWidget(views[main], 0, 0, 3, 1)
+            views[main].show()
+            for row, name in enumerate(others):
+                self.view_grid.addWidget(views[name], row, 1)
+                views[name].show()
+                self.view_grid.setRowStretch(row, 1)
+            self.view_grid.setColumnStretch(0, 3)
+            self.view_grid.setColumnStretch(1, 1)
+        else:
+            self.view_grid.addWidget(views[self._focus_view], 0, 0)
+            views[self._focus_view].show()
+            self.view_grid.setRowStretch(0, 1)
+            self.view_grid.setColumnStretch(0, 1)
+        QTimer.singleShot(0, self.render_all)
+
+    def _build_panel(self) -> None:
+        panel = QWidget()
+        box = QVBoxLayout(panel)
+        box.addWidget(QLabel("<b>Window / level</b>"))
+        self.preset_combo = QComboBox()
+        self.preset_combo.addItems(list(self.presets))
+        self.preset_combo.textActivated.connect(self.apply_preset)
+        box.addWidget(self.preset_combo)
+
+        box.addWidget(QLabel("<b>Tools</b>"))
+        tools = QHBoxLayout()
+        self.tool_buttons: dict[str, QPushButton] = {}
+        for name, label in (("navigate", "Navigate"), ("ruler", "Ruler"), ("angle", "Angle")):
+            button = QPushButton(label)
+            button.setCheckable(True)
+            button.clicked.connect(lambda _=False, n=name: self.set_tool(n))
+            tools.addWidget(button)
+            self.tool_buttons[name] = button
+        self.tool_buttons["navigate"].setChecked(True)
+        box.addLayout(tools)
+
+        box.addWidget(QLabel("<b>Measurements</b>"))
+        self.measure_list = QListWidget()
+        box.addWidget(self.measure_list, 1)
+        delete = QPushButton("Delete selected")
+        delete.clicked.connect(self.delete_selected_measurement)
+        box.addWidget(delete)
+
+        self.anonymize_box = QCheckBox("Hide patient identity")
+        self.anonymize_box.toggled.connect(self.set_anonymize)
+        box.addWidget(self.anonymize_box)
+        self.info = QLabel("")
+        self.info.setWordWrap(True)
+        self.info.setTextFormat(Qt.TextFormat.RichText)
+        box.addWidget(self.info, 1)
+        dock = QDockWidget("Plan", self)
+        dock.setObjectName("planDock")
+        dock.setWidget(panel)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self.resizeDocks([dock], [300], Qt.Orientation.Horizontal)
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self.act_open = file_menu.addAction("&Open DICOM folder…", QKeySequence.StandardKey.Open)
+        self.act_open.triggered.connect(self.open_dicom_dialog)
+        file_menu.addSeparator()
+        self.act_quit = file_menu.addAction("&Quit", QKeySequence.StandardKey.Quit)
+        self.act_quit.triggered.connect(self.close)
+
+        edit = bar.addMenu("&Edit")
+        self.act_undo = edit.addAction("&Undo", QKeySequence.StandardKey.Undo)
+        self.act_undo.triggered.connect(self.scene.history.undo)
+        self.act_redo = edit.addAction("&Redo")
+        self.act_redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        self.act_redo.triggered.connect(self.scene.history.redo)
+
+        view = bar.addMenu("&View")
+        group = QActionGroup(self)
+        for name, label, key in (
+            ("four_up", "Four views", "Ctrl+1"),
+            ("one_plus_three", "One + three", "Ctrl+2"),
+            ("single", "Single view", "Ctrl+3"),
+        ):
+            action = view.addAction(label)
+            action.setCheckable(True)
+            action.setChecked(name == "four_up")
+            action.setShortcut(QKeySequence(key))
+            action.triggered.connect(lambda _=False, n=name: self.set_layout(n))
+            group.addAction(action)
+        self.act_full = view.addAction("Full-screen view under the mouse")
+        self.act_full.setShortcut(QKeySequence("F"))
+        self.act_full.triggered.connect(self.toggle_full_view)
+        self.act_reset = view.addAction("Reset views")
+        self.act_reset.setShortcut(QKeySequence("R"))
+        self.act_reset.triggered.connect(self.reset_views)
+        view.addSeparator()
+        presets = view.addMenu("Window/level preset")
+        for name in self.presets:
+            presets.addAction(name).triggered.connect(lambda _=False, n=name: self.apply_preset(n))
+        self.act_crosshair = view.addAction("Crosshair")
+        self.act_crosshair.setCheckable(True)
+        self.act_crosshair.setChecked(True)
+        self.act_crosshair.setShortcut(QKeySequence("C"))
+        self.act_crosshair.toggled.connect(self.set_crosshair_visible)
+        self.act_anon = view.addAction("Hide patient identity")
+        self.act_anon.setCheckable(True)
+        self.act_anon.toggled.connect(self.anonymize_box.setChecked)
+
+        tools = bar.addMenu("&Tools")
+        for name, label, key in (
+            ("navigate", "Navigate", "N"),
+            ("ruler", "Ruler", "M"),
+            ("angle", "Angle", "A"),
+        ):
+            action = tools.addAction(label)
+            action.setShortcut(QKeySequence(key))
+            action.triggered.connect(lambda _=False, n=name: self.set_tool(n))
+        for action in self.findChildren(QAction):
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+
+    # -- loading -----------------------------------------------------------------------
+    def open_dicom_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open DICOM folder")
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path: str | Path, pick_planning: bool = False) -> None:
+        """Open a DICOM folder/zip/file (a series picker when it holds several series)."""
+        from guideplan.io import choose_planning_series, load_series_info, scan
+
+        path = Path(path)
+        if (path / "ct").is_dir() and pick_planning:
+            path = path / "ct"
+
+        def scan_task(progress, cancel):
+            return scan(path, progress=progress, cancel=cancel)
+
+        def scanned(report) -> None:
+            volumes = report.volumes
+            if len(volumes) > 1 and not pick_planning:
+                from guideplan.ui.dialogs import SeriesPicker
+
+                picker = SeriesPicker(report, self)
+                if not picker.exec():
+                    return
+                info = picker.selected()
+            else:
+                info = choose_planning_series(report)
+
+            def load_task(progress, cancel):
+                return load_series_info(info, progress=progress, cancel=cancel)
+
+            run_task(self, load_task, self.set_planning_volume, "Loading series")
+
+        run_task(self, scan_task, scanned, "Scanning")
+
+    def set_planning_volume(self, volume: Volume) -> None:
+        """Start a new plan on this volume (the current plan's history ends)."""
+        self.scene.clear()
+        node = VolumeNode(
+            name=volume.meta.get("description") or "Planning CT",
+            volume=volume,
+            role="planning",
+            source=_source_of(volume),
+        )
+        from guideplan.render.snapshot import default_window_level
+
+        node.display.window, node.display.level = default_window_level(volume)
+        with self.scene.batch():
+            self.scene._insert(node)  # the base image is not an undoable edit
+        self.scene.history.clear()
+        self.planning = node
+        self.cursor = volume.center_lps()
+        for widget in self.slice_widgets.values():
+            widget.slice_view.set_volume(volume, self.cursor)
+            widget.slice_view.set_window_level(node.display.window, node.display.level)
+        self.view3d.view3d.set_volume(volume)
+        self.view3d.view3d.show_slice_planes(
+            {n: w.slice_view for n, w in self.slice_widgets.items()}
+        )
+        self._update_info()
+        self._refresh_views()
+        self.reset_views()
+        self.statusBar().showMessage(
+            f"Loaded {volume.meta.get('description') or 'series'}: "
+            f"{'x'.join(map(str, volume.size))} voxels",
+            5000,
+        )
+        self._start_bone_surface(volume)
+
+    def _start_bone_surface(self, volume: Volume) -> None:
+        if volume.modality not in ("CT", ""):
+            return
+        from guideplan.core.resources import load_json
+        from guideplan.render.view3d import bone_surface
+
+        settings = load_json("display_presets.json")["bone_surface"]
+
+        def task(progress, cancel):
+            return bone_surface(volume, settings["threshold_hu"], settings["downsample_max_voxels"])
+
+        def done(surface) -> None:
+            if self.planning is not None and self.planning.volume is volume:
+                self.view3d.view3d.set_bone_surface(surface)
+                self.view3d.view3d.reset_camera()
+                self.view3d.render()
+
+        run_task(self, task, done, "Bone surface", show_progress=False)
+
+    # -- navigation ----------------------------------------------------------------------
+    def set_cursor(self, lps) -> None:
+        if self.planning is None or lps is None:
+            return
+        self.cursor = np.asarray(lps, dtype=float)
+        for widget in self.slice_widgets.values():
+            widget.slice_view.set_cursor(self.cursor)
+        self._refresh_views()
+
+    def reset_views(self) -> None:
+        for widget in self.slice_widgets.values():
+            widget.slice_view.reset_camera()
+        self.view3d.view3d.reset_camera()
+        self.render_all()
+
+    def toggle_full_view(self) -> None:
+        if self._layout == "single":
+            self.set_layout("four_up")
+        else:
+            self.set_layout("single", self._focus_view)
+
+    def _on_view_hovered(self, view: str) -> None:
+        self._focus_view = view
+        for name, widget in self._all_views().items():
+            widget.set_active(name == view)
+
+    def set_crosshair_visible(self, visible: bool) -> None:
+        for widget in self.slice_widgets.values():
+            widget.slice_view.show_crosshair = visible
+            widget.slice_view.set_cursor(self.cursor)
+        self.render_all()
+
+    def set_anonymize(self, hidden: bool) -> None:
+        self.anonymize = hidden
+        self.act_anon.setChecked(hidden)
+        self._refresh_views()
+
+    # -- window / level ------------------------------------------------------------------
+    def apply_preset(self, name: str) -> None:
+        if self.planning is None or name not in self.presets:
+            return
+        window, level = self.presets[name]
+        self.scene.execute(
+            SetFields(
+                self.planning.id,
+                {"display.window": window, "display.level": level},
+                text=f"Window/level {name}",
+            )
+        )
+
+    def _drag_window_level(self, d_window: float, d_level: float, finished: bool) -> None:
+        if self.planning is None:
+            return
+        if finished:
+            self.scene.history.seal()
+            return
+        display = self.planning.display
+        window = max(1.0, (display.window or 400.0) + d_window)
+        level = (display.level or 40.0) + d_level
+        self.scene.execute(
+            SetFields(
+                self.planning.id,
+                {"display.window": window, "display.level": level},
+                text="Window/level",
+                merge_key=("wl", self.planning.id),
+            )
+        )
+
+    # -- tools -------------------------------------------------------------------------
+    def set_tool(self, tool: str) -> None:
+        self.tool = tool
+        self._pending_points = []
+        for name, button in self.tool_buttons.items():
+            button.setChecked(name == tool)
+        for widget in self.slice_widgets.values():
+            widget.tool = tool
+        self.statusBar().showMessage(
+            {
+                "navigate": "Navigate: click to move the crosshair, right-drag for window/level.",
+                "ruler": "Ruler: press on the first point, drag to the second, release.",
+                "angle": "Angle: click the first point, the vertex, then the last point.",
+            }[tool],
+            6000,
+        )
+        self._refresh_views()
+
+    def _on_tool_point(self, lps, released: bool) -> None:
+        lps = np.asarray(lps, dtype=float)
+        if self.tool == "ruler":
+            if not released:
+                self._pending_points = [lps, lps]
+            else:
+                if self._pending_points and np.linalg.norm(lps - self._pending_points[0]) > 0.5:
+                    self._add_measurement([self._pending_points[0], lps], "distance")
+                self._pending_points = []
+        elif self.tool == "angle" and not released:
+            self._pending_points.append(lps)
+            if len(self._pending_points) == 3:
+                self._add_measurement(self._pending_points, "angle")
+                self._pending_points = []
+        self._refresh_views()
+
+    def _on_tool_drag(self, lps) -> None:
+        if self.tool == "ruler" and self._pending_points:
+            self._pending_points[-1] = np.asarray(lps, dtype=float)
+            self._refresh_views()
+
+    def _add_measurement(self, points, measure: str) -> None:
+        count = len(self.scene.nodes_of(MeasurementNode)) + 1
+        node = MeasurementNode(
+            name=f"{'Ruler' if measure == 'distance' else 'Angle'} {count}",
+            points=[tuple(float(v) for v in p) for p in points],
+            measure=measure,
+        )
+        node.display.color = MEASURE_COLOUR
+        self.scene.execute(AddNode(node))
+
+    def delete_selected_measurement(self) -> None:
+        item = self.measure_list.currentItem()
+        if item is not None:
+            self.scene.execute(RemoveNode(item.data(Qt.ItemDataRole.UserRole)))
+
+    # -- scene -> views ----------------------------------------------------------------
+    def _on_scene_change(self, node: Node, field: str) -> None:
+        if node is self.planning and field.startswith("display."):
+            for widget in self.slice_widgets.values():
+                widget.slice_view.set_window_level(node.display.window, node.display.level)
+        if isinstance(node, MeasurementNode):
+            self._refresh_measurement_list()
+        self._refresh_views()
+
+    def _refresh_measurement_list(self) -> None:
+        self.measure_list.clear()
+        for node in self.scene.nodes_of(MeasurementNode):
+            item = QListWidgetItem(f"{node.name}: {node.label}")
+            item.setData(Qt.ItemDataRole.UserRole, node.id)
+            self.measure_list.addItem(item)
+
+    def _overlays(self) -> list[Overlay2D]:
+        overlays = [
+            Overlay2D(list(n.points), n.label, tuple(n.display.color))
+            for n in self.scene.nodes_of(MeasurementNode)
+            if n.display.visible
+        ]
+        if self._pending_points:
+            pts = [tuple(p) for p in self._pending_points]
+            label = ""
+            if len(pts) == 2 and self.tool == "ruler":
+                label = f"{np.linalg.norm(np.subtract(pts[1], pts[0])):.1f} mm"
+            overlays.append(Overlay2D(pts, label, PENDING_COLOUR))
+        return overlays
+
+    def _refresh_views(self) -> None:
+        if self.planning is None or self.planning.volume is None:
+            return
+        overlays = self._overlays()
+        volume = self.planning.volume
+        meta = volume.meta
+        if self.anonymize:
+            who = "Patient hidden"
+        else:
+            who = f"{meta.get('patient_name', '')}\n{meta.get('patient_id', '')}"
+        series = (
+            f"{meta.get('description', '')}\n"
+            f"{meta.get('modality', '')}  {meta.get('study_date', '')}"
+        )
+        for name, widget in self.slice_widgets.items():
+            sv = widget.slice_view
+            sv.set_overlays(overlays)
+            index, count = sv.slice_index()
+            sv.set_corner_text(2, f"{who}")
+            sv.set_corner_text(3, f"{series}\nW {sv.window:.0f}  L {sv.level:.0f}")
+            sv.set_corner_text(0, self._slice_text(name, index, count) + self._hover_text())
+            widget.sync_slider()
+        self.view3d.view3d.update_slice_planes()
+        self.render_all()
+
+    def _slice_text(self, view: str, index: int, count: int) -> str:
+        """'Axial 120/300  S 35.0 mm': slice number and the plane's LPS coordinate."""
+        axis, pos, neg = {
+            "axial": (2, "S", "I"),
+            "coronal": (1, "P", "A"),
+            "sagittal": (0, "L", "R"),
+        }[view]
+        value = float(self.cursor[axis])
+        side = pos if value >= 0 else neg
+        return f"{view.capitalize()}  {index}/{count}   {side} {abs(value):.1f} mm"
+
+    def _hover_text(self) -> str:
+        if self._hover is None or self.planning is None or self.planning.volume is None:
+            return ""
+        value = self.planning.volume.value_at(self._hover)
+        x, y, z = self._hover
+        units = self.planning.volume.meta.get("units", "")
+        shown = "outside" if value is None else f"{value:.0f} {units}"
+        return f"\n{shown}   L/R {x:.1f}  P/A {y:.1f}  S/I {z:.1f} mm"
+
+    def _on_hover(self, lps) -> None:
+        self._hover = None if lps is None else np.asarray(lps, dtype=float)
+        text = self._hover_text().strip()
+        self.readout.setText(text.replace("\n", "  "))
+        if self.planning is not None:
+            for name, widget in self.slice_widgets.items():
+                sv = widget.slice_view
+                index, count = sv.slice_index()
+                sv.set_corner_text(0, self._slice_text(name, index, count) + self._hover_text())
+            self.render_all()
+
+    def render_all(self) -> None:
+        for name, widget in self._all_views().items():
+            if widget.isVisible():
+                widget.render()
+            del name
+
+    def _update_info(self) -> None:
+        if self.planning is None or self.planning.volume is None:
+            self.info.setText("")
+            return
+        volume = self.planning.volume
+        warnings = "".join(f"<br>⚠ {w}" for w in volume.meta.get("warnings", []))
+        self.info.setText(
+            f"<b>{volume.meta.get('description') or 'Series'}</b> ({volume.modality})<br>"
+            f"{'×'.join(map(str, volume.size))} voxels<br>"
+            f"{' × '.join(f'{s:.2f}' for s in volume.spacing)} mm{warnings}"
+        )
+
+    def _update_actions(self) -> None:
+        history = self.scene.history
+        self.act_undo.setEnabled(history.can_undo)
+        self.act_redo.setEnabled(history.can_redo)
+        self.act_undo.setText(f"&Undo {history.undo_text}".strip())
+        self.act_redo.setText(f"&Redo {history.redo_text}".strip())
+
+    # -- drag and drop -----------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        urls = event.mimeData().urls()
+        if urls:
+            self.open_path(urls[0].toLocalFile())
+
+    def closeEvent(self, event) -> None:
+        event.accept()
+
+
+def _source_of(volume: Volume) -> dict:
+    meta = volume.meta
+    return {
+        "series_uid": meta.get("series_uid", ""),
+        "study_uid": meta.get("study_uid", ""),
+        "frame_of_reference_uid": meta.get("frame_of_reference_uid", ""),
+        "path": meta.get("source_path", ""),
+    }
