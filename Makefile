@@ -10,10 +10,12 @@ SAMPLES_STAMP := sample_data/.generated
 .PHONY: run test system-deps install samples lint bench clean
 
 run: system-deps install samples
-	@bash scripts/run-gui.sh $(PY) main.py $(ARGS)
+	@bash scripts/with-display.sh $(PY) main.py $(ARGS)
 
+# GUI tests need an X server: without a display the suite runs on a virtual one that
+# outlives the test process (Qt exits non-zero if its X server vanishes under it).
 test: system-deps install
-	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@bash scripts/with-display.sh $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - that is a failure here"; exit 1; fi; \
 	exit $$rc
 

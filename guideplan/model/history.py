@@ -72,6 +72,12 @@ class History:
         self._sealed = True
         self.changed.emit()
 
+    def mark_dirty(self) -> None:
+        """The plan differs from any saved file (e.g. just recovered after a crash)."""
+        self._clean_marker = None
+        self._clean_depth = -1
+        self.changed.emit()
+
     def __len__(self) -> int:
         return len(self._undo)
 

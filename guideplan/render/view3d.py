@@ -16,7 +16,7 @@ from vtkmodules.vtkFiltersCore import (
     vtkPolyDataNormals,
     vtkWindowedSincPolyDataFilter,
 )
-from vtkmodules.vtkFiltersGeneral import vtkTransformPolyDataFilter
+from vtkmodules.vtkFiltersGeneral import vtkTransformFilter
 from vtkmodules.vtkRenderingAnnotation import vtkAnnotatedCubeActor
 from vtkmodules.vtkRenderingCore import (
     vtkActor,
@@ -58,7 +58,7 @@ def bone_surface(volume: Volume, threshold_hu: float, max_voxels: int = 4_000_00
     smooth.NormalizeCoordinatesOn()
     transform = vtkTransform()
     transform.SetMatrix(vtk_image.to_vtk_matrix(vtk_image.local_to_lps(volume)))
-    to_lps = vtkTransformPolyDataFilter()
+    to_lps = vtkTransformFilter()
     to_lps.SetTransform(transform)
     to_lps.SetInputConnection(smooth.GetOutputPort())
     normals = vtkPolyDataNormals()

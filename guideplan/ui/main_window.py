@@ -36,7 +36,7 @@ from guideplan.model.nodes import MeasurementNode, Node, VolumeNode
 from guideplan.model.scene import Scene
 from guideplan.render.slice_view import Overlay2D
 from guideplan.ui.views import SliceWidget, View3DWidget
-from guideplan.ui.workers import run_task
+from guideplan.ui.workers import _ACTIVE, run_task
 
 SLICE_VIEWS = ("axial", "coronal", "sagittal")
 LAYOUTS = ("four_up", "one_plus_three", "single")
@@ -296,7 +296,8 @@ class MainWindow(QMainWindow):
             self.scene._insert(node)  # the base image is not an undoable edit
         self.scene.history.clear()
         self.planning = node
-        self.cursor = volume.center_lps()
+        # Start on a voxel centre, so that every view shows a true slice, not a blend.
+        self.cursor = volume.index_to_physical(np.floor((np.asarray(volume.size) - 1) / 2))
         for widget in self.slice_widgets.values():
             widget.slice_view.set_volume(volume, self.cursor)
             widget.slice_view.set_window_level(node.display.window, node.display.level)
@@ -577,6 +578,10 @@ class MainWindow(QMainWindow):
             self.open_path(urls[0].toLocalFile())
 
     def closeEvent(self, event) -> None:
+        # Background work must end before the window (and the VTK objects) go away.
+        for task in list(_ACTIVE):
+            task.cancel()
+            task.wait()
         event.accept()
 
 

@@ -1,5 +1,6 @@
 """Scene events, batching and the whole-plan undo history, without Qt or VTK."""
 
+import subprocess
 import sys
 
 import numpy as np
@@ -30,9 +31,12 @@ def _events(scene: Scene) -> list:
 
 
 def test_model_imports_no_qt_or_vtk():
-    import guideplan.model  # noqa: F401
-
-    assert not any(m.startswith(("PySide6", "vtkmodules")) for m in sys.modules if "model" in m)
+    code = (
+        "import sys, guideplan.model.scene, guideplan.model.commands, guideplan.model.case;"
+        "print([m for m in sys.modules if m.startswith(('PySide6', 'vtk'))])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_add_undo_redo(scene):
@@ -136,3 +140,10 @@ def test_node_dict_round_trip():
     back = node_from_dict(tfm.to_dict())
     back.restore_payloads(tfm.payloads())
     np.testing.assert_array_equal(back.matrix, tfm.matrix)
+
+
+def test_mark_dirty_after_recovery(scene):
+    scene.history.mark_clean()
+    assert scene.history.is_clean
+    scene.history.mark_dirty()
+    assert not scene.history.is_clean
