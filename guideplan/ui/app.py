@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     app.setStyleSheet(STYLE_SHEET)
     window = MainWindow()
     window.show()
+    if window.offer_recovery():
+        return app.exec()
     target = Path(argv[1]) if len(argv) > 1 else default_sample_case()
     if target is None:
         window.statusBar().showMessage(

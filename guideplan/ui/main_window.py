@@ -24,15 +24,26 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMainWindow,
+    QMessageBox,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
+from guideplan.core.errors import GuideplanError
 from guideplan.core.resources import window_level_presets
 from guideplan.core.volume import Volume
+from guideplan.io.case_file import is_case
+from guideplan.model.case import open_case, save_case
 from guideplan.model.commands import AddNode, RemoveNode, SetFields
 from guideplan.model.nodes import MeasurementNode, Node, VolumeNode
+from guideplan.model.recovery import (
+    Autosaver,
+    RecentCases,
+    discard_recovery,
+    pending_recoveries,
+    recover,
+)
 from guideplan.model.scene import Scene
 from guideplan.render.slice_view import Overlay2D
 from guideplan.ui.views import SliceWidget, View3DWidget
@@ -80,11 +91,46 @@ class MainWindow(QMainWindow):
             widget.tool_point.connect(self._on_tool_point)
             widget.tool_drag.connect(self._on_tool_drag)
         self.view3d.hovered.connect(self._on_view_hovered)
-        self.scene.node_added.connect(lambda n: self._on_scene_change(n, "added"))
-        self.scene.node_removed.connect(lambda n: self._on_scene_change(n, "removed"))
-        self.scene.node_changed.connect(self._on_scene_change)
-        self.scene.history.changed.connect(self._update_actions)
+        self.recent = RecentCases()
+        self.autosaver: Autosaver | None = None
+        self._connect_scene(self.scene)
+        self._autosave_timer = QTimer(self)
+        self._autosave_timer.timeout.connect(self._autosave_tick)
+        self._autosave_timer.start(1000)
+        self._rebuild_recent_menu()
         self._update_actions()
+
+    # -- the plan ----------------------------------------------------------------------
+    def _connect_scene(self, scene: Scene, unsaved: bool = False) -> None:
+        """Make ``scene`` the window's plan: events, history, autosave."""
+        if self.autosaver is not None:
+            self.autosaver.discard()
+        self.scene = scene
+        scene.node_added.connect(lambda n: self._on_scene_change(n, "added"))
+        scene.node_removed.connect(lambda n: self._on_scene_change(n, "removed"))
+        scene.node_changed.connect(self._on_scene_change)
+        scene.history.changed.connect(self._update_actions)
+        self.autosaver = Autosaver(scene, case_path=self.case_path, unsaved=unsaved)
+
+    def _autosave_tick(self) -> None:
+        if self.autosaver is not None and self.planning is not None:
+            self.autosaver.tick()
+
+    def set_scene(self, scene: Scene, case_path: Path | None, unsaved: bool = False) -> None:
+        """Show an opened, recovered or new plan."""
+        self.case_path = case_path
+        self._connect_scene(scene, unsaved=unsaved)
+        if unsaved:
+            scene.history.mark_dirty()
+        planning = [n for n in scene.nodes_of(VolumeNode) if n.role == "planning"]
+        self.planning = planning[0] if planning else None
+        if self.planning is not None and self.planning.volume is not None:
+            self._show_volume(self.planning.volume)
+        self._refresh_measurement_list()
+        self._update_actions()
+        if case_path is not None and not unsaved:
+            self.recent.add(case_path)
+            self._rebuild_recent_menu()
 
     # -- construction ------------------------------------------------------------------
     def _build_central(self) -> None:
@@ -189,16 +235,24 @@ class MainWindow(QMainWindow):
         file_menu = bar.addMenu("&File")
         self.act_open = file_menu.addAction("&Open DICOM folder…", QKeySequence.StandardKey.Open)
         self.act_open.triggered.connect(self.open_dicom_dialog)
+        self.act_open_case = file_menu.addAction("Open &case…", QKeySequence("Ctrl+Shift+O"))
+        self.act_open_case.triggered.connect(self.open_case_dialog)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        file_menu.addSeparator()
+        self.act_save = file_menu.addAction("&Save case", QKeySequence.StandardKey.Save)
+        self.act_save.triggered.connect(self.save)
+        self.act_save_as = file_menu.addAction("Save case &as…", QKeySequence("Ctrl+Shift+S"))
+        self.act_save_as.triggered.connect(self.save_as)
         file_menu.addSeparator()
         self.act_quit = file_menu.addAction("&Quit", QKeySequence.StandardKey.Quit)
         self.act_quit.triggered.connect(self.close)
 
         edit = bar.addMenu("&Edit")
         self.act_undo = edit.addAction("&Undo", QKeySequence.StandardKey.Undo)
-        self.act_undo.triggered.connect(self.scene.history.undo)
+        self.act_undo.triggered.connect(lambda: self.scene.history.undo())
         self.act_redo = edit.addAction("&Redo")
         self.act_redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
-        self.act_redo.triggered.connect(self.scene.history.redo)
+        self.act_redo.triggered.connect(lambda: self.scene.history.redo())
 
         view = bar.addMenu("&View")
         group = QActionGroup(self)
@@ -255,6 +309,11 @@ class MainWindow(QMainWindow):
         from guideplan.io import choose_planning_series, load_series_info, scan
 
         path = Path(path)
+        if is_case(path):
+            self.open_case(path)
+            return
+        if not self._confirm_discard():
+            return
         if (path / "ct").is_dir() and pick_planning:
             path = path / "ct"
 
@@ -281,21 +340,28 @@ class MainWindow(QMainWindow):
         run_task(self, scan_task, scanned, "Scanning")
 
     def set_planning_volume(self, volume: Volume) -> None:
-        """Start a new plan on this volume (the current plan's history ends)."""
-        self.scene.clear()
+        """Start a new, unsaved plan on this volume."""
+        from guideplan.render.snapshot import default_window_level
+
+        scene = Scene()
         node = VolumeNode(
             name=volume.meta.get("description") or "Planning CT",
             volume=volume,
             role="planning",
             source=_source_of(volume),
         )
-        from guideplan.render.snapshot import default_window_level
-
         node.display.window, node.display.level = default_window_level(volume)
-        with self.scene.batch():
-            self.scene._insert(node)  # the base image is not an undoable edit
-        self.scene.history.clear()
-        self.planning = node
+        with scene.batch():
+            scene._insert(node)  # the base image is not an undoable edit
+        scene.info.update(
+            patient_name=volume.meta.get("patient_name", ""),
+            patient_id=volume.meta.get("patient_id", ""),
+        )
+        self.set_scene(scene, case_path=None)
+
+    def _show_volume(self, volume: Volume) -> None:
+        node = self.planning
+        assert node is not None
         # Start on a voxel centre, so that every view shows a true slice, not a blend.
         self.cursor = volume.index_to_physical(np.floor((np.asarray(volume.size) - 1) / 2))
         for widget in self.slice_widgets.values():
@@ -562,10 +628,129 @@ class MainWindow(QMainWindow):
 
     def _update_actions(self) -> None:
         history = self.scene.history
+        name = self.case_path.name if self.case_path else "unsaved plan"
+        dirty = "" if history.is_clean else " *"
+        self.setWindowTitle(f"guideplan — {name}{dirty}" if self.planning else "guideplan")
+        self.act_save.setEnabled(self.planning is not None)
+        self.act_save_as.setEnabled(self.planning is not None)
         self.act_undo.setEnabled(history.can_undo)
         self.act_redo.setEnabled(history.can_redo)
         self.act_undo.setText(f"&Undo {history.undo_text}".strip())
         self.act_redo.setText(f"&Redo {history.redo_text}".strip())
+
+    # -- cases -------------------------------------------------------------------------
+    def open_case_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open guideplan case (.gplan folder)")
+        if path:
+            self.open_case(Path(path))
+
+    def open_case(self, path: Path) -> None:
+        if not self._confirm_discard():
+            return
+        path = Path(path)
+
+        def task(progress, cancel):
+            return open_case(path, progress=progress, cancel=cancel)
+
+        def done(scene: Scene) -> None:
+            self.set_scene(scene, case_path=path)
+            self.statusBar().showMessage(f"Opened {path}", 5000)
+
+        run_task(self, task, done, "Opening case")
+
+    def save(self) -> bool:
+        if self.planning is None:
+            return False
+        if self.case_path is None:
+            return self.save_as()
+        return self._save_to(self.case_path)
+
+    def save_as(self) -> bool:
+        if self.planning is None:
+            return False
+        start = str(self.case_path or Path.home() / _default_case_name(self.planning))
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save case as", start, "guideplan case (*.gplan)"
+        )
+        if not path:
+            return False
+        target = Path(path)
+        if target.suffix != ".gplan":
+            target = target.with_suffix(".gplan")
+        return self._save_to(target)
+
+    def _save_to(self, path: Path) -> bool:
+        """Save on the GUI thread: the user sees 'saved' before going on."""
+        try:
+            save_case(self.scene, path)
+        except GuideplanError as exc:
+            QMessageBox.warning(self, exc.title, str(exc))
+            return False
+        except OSError as exc:
+            QMessageBox.warning(self, "Cannot save", f"{exc}\n\nChoose another folder.")
+            return False
+        self.case_path = path
+        if self.autosaver is not None:
+            self.autosaver.saved(path)
+        self.recent.add(path)
+        self._rebuild_recent_menu()
+        self._update_actions()
+        self.statusBar().showMessage(f"Saved {path}", 5000)
+        return True
+
+    def _rebuild_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        paths = self.recent.list()
+        for path in paths:
+            self.recent_menu.addAction(str(path)).triggered.connect(
+                lambda _=False, p=path: self.open_case(Path(p))
+            )
+        self.recent_menu.setEnabled(bool(paths))
+
+    def _confirm_discard(self) -> bool:
+        """Ask before unsaved edits would be dropped; True to go on."""
+        if self.planning is None or self.scene.history.is_clean:
+            return True
+        answer = QMessageBox.question(
+            self,
+            "Unsaved changes",
+            "The plan has unsaved changes. Save them first?",
+            QMessageBox.StandardButton.Save
+            | QMessageBox.StandardButton.Discard
+            | QMessageBox.StandardButton.Cancel,
+        )
+        if answer == QMessageBox.StandardButton.Save:
+            return self.save()
+        return answer == QMessageBox.StandardButton.Discard
+
+    def offer_recovery(self) -> bool:
+        """After a crash: offer the autosaved plan. True if a recovery was started."""
+        infos = pending_recoveries()
+        if not infos:
+            return False
+        info = infos[0]
+        where = info.case_path or "a plan that was never saved"
+        answer = QMessageBox.question(
+            self,
+            "Recover unsaved work?",
+            "guideplan did not close normally. A plan was autosaved at "
+            f"{info.last_autosave_at or info.started_at} ({where}).\n\nRecover it?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        )
+        if answer != QMessageBox.StandardButton.Yes:
+            discard_recovery(info)
+            return False
+
+        def task(progress, cancel):
+            return recover(info, progress=progress, cancel=cancel)
+
+        def done(scene: Scene) -> None:
+            self.set_scene(scene, Path(info.case_path) if info.case_path else None, unsaved=True)
+            discard_recovery(info)
+            self.statusBar().showMessage("Recovered the autosaved plan; save it to keep it.")
+
+        run_task(self, task, done, "Recovering plan")
+        return True
 
     # -- drag and drop -----------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:
@@ -578,11 +763,22 @@ class MainWindow(QMainWindow):
             self.open_path(urls[0].toLocalFile())
 
     def closeEvent(self, event) -> None:
+        if not self._confirm_discard():
+            event.ignore()
+            return
+        if self.autosaver is not None:
+            self.autosaver.discard()  # a clean exit leaves nothing to recover
         # Background work must end before the window (and the VTK objects) go away.
         for task in list(_ACTIVE):
             task.cancel()
             task.wait()
         event.accept()
+
+
+def _default_case_name(node: VolumeNode) -> str:
+    meta = node.volume.meta if node.volume is not None else {}
+    stem = "_".join(p for p in (meta.get("patient_id", ""), meta.get("study_date", "")) if p)
+    return f"{stem or 'plan'}.gplan"
 
 
 def _source_of(volume: Volume) -> dict:

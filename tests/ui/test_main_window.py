@@ -8,22 +8,6 @@ from PySide6.QtGui import QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
 from guideplan.model.nodes import MeasurementNode
-from guideplan.ui.main_window import MainWindow
-from guideplan.ui.style import STYLE_SHEET
-
-
-@pytest.fixture
-def window(qtbot, marker_series):
-    QApplication.instance().setStyleSheet(STYLE_SHEET)
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
-    qtbot.waitExposed(win)
-    win.open_path(marker_series, pick_planning=True)
-    qtbot.waitUntil(lambda: win.planning is not None, timeout=20000)
-    qtbot.wait(200)
-    return win
 
 
 def _mouse(widget, kind, pos: QPoint, button=Qt.MouseButton.LeftButton, buttons=None):
