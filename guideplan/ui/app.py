@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,18 @@ def default_sample_case() -> Path | None:
     return None
 
 
+def _report_startup(app) -> None:
+    import json
+    import resource
+
+    print(json.dumps({
+        "first_slice_wall": time.time(),
+        "since_import_s": time.perf_counter() - _START,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }), flush=True)
+    QTimer.singleShot(0, app.quit)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     app = QApplication.instance() or QApplication(argv)
@@ -36,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     app.setStyleSheet(STYLE_SHEET)
     window = MainWindow()
     window.show()
+    if os.environ.get("GUIDEPLAN_STARTUP_PROBE"):
+        # benchmarks/bench_startup.py: report when the first slice is on screen, then quit.
+        window.first_slice_shown.connect(lambda: _report_startup(app))
     if window.offer_recovery():
         return app.exec()
     target = Path(argv[1]) if len(argv) > 1 else default_sample_case()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -56,6 +56,9 @@ PENDING_COLOUR = (0.4, 0.9, 1.0)
 
 
 class MainWindow(QMainWindow):
+    #: The first volume's slices have been drawn (start-up time is measured to here).
+    first_slice_shown = Signal()
+
     def __init__(self) -> None:
         super().__init__()
         self.setWindowTitle("guideplan")
@@ -71,6 +74,7 @@ class MainWindow(QMainWindow):
         self._layout = "four_up"
         self._focus_view = "axial"
         self.case_path: Path | None = None
+        self._first_slice_reported = False
         self.presets = window_level_presets()
 
         self.slice_widgets = {name: SliceWidget(name) for name in SLICE_VIEWS}
@@ -380,6 +384,9 @@ class MainWindow(QMainWindow):
             5000,
         )
         self._start_bone_surface(volume)
+        if not self._first_slice_reported:
+            self._first_slice_reported = True
+            self.first_slice_shown.emit()
 
     def _start_bone_surface(self, volume: Volume) -> None:
         if volume.modality not in ("CT", ""):
