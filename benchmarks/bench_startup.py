@@ -24,11 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def one_run(target: str | None) -> dict:
-    env = dict(os.environ, GUIDEPLAN_STARTUP_PROBE="1")
-    env["GUIDEPLAN_HOME"] = tempfile.mkdtemp(prefix="gp-bench-")  # no recovery prompt
-    cmd = [sys.executable, str(ROOT / "main.py")] + ([target] if target else [])
-    start = time.time()
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    with tempfile.TemporaryDirectory(prefix="gp-bench-") as home:
+        env = dict(os.environ, GUIDEPLAN_STARTUP_PROBE="1", GUIDEPLAN_HOME=home)
+        cmd = [sys.executable, str(ROOT / "main.py")] + ([target] if target else [])
+        start = time.time()
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if not lines:
         raise RuntimeError(f"no start-up report; stderr:\n{out.stderr[-2000:]}")
@@ -46,8 +46,10 @@ def main() -> int:
     runs = [one_run(args.target) for _ in range(args.runs)]
     times = [r["first_slice_s"] for r in runs]
     peaks = [r["peak_rss_mb"] for r in runs]
-    print(f"start-up to first slice: median {statistics.median(times):.2f} s "
-          f"(runs {', '.join(f'{t:.2f}' for t in times)}); target < 3 s")
+    print(
+        f"start-up to first slice: median {statistics.median(times):.2f} s "
+        f"(runs {', '.join(f'{t:.2f}' for t in times)}); target < 3 s"
+    )
     print(f"peak memory (RSS): median {statistics.median(peaks):.0f} MB")
     return 0
 

@@ -16,10 +16,27 @@ from pathlib import Path
 
 from guideplan.core.errors import GuideplanError
 
+#: Options whose value is an LPS point: "-4,44,1" must not be taken for an option.
+POINT_OPTIONS = ("--slice-lps", "--target", "--entry", "--seed", "--mask-lps")
+
+
+def _join_point_values(argv: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        if args[i] in POINT_OPTIONS and i + 1 < len(args) and args[i + 1].startswith("-"):
+            out.append(f"{args[i]}={args[i + 1]}")
+            i += 2
+        else:
+            out.append(args[i])
+            i += 1
+    return out
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_point_values(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "func", None):
         parser.print_help()
         return 1

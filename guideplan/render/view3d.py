@@ -9,6 +9,7 @@ camera follows the main camera, so it works offscreen as well as in the GUI.
 from __future__ import annotations
 
 import numpy as np
+from vtkmodules.vtkCommonCore import vtkLookupTable
 from vtkmodules.vtkCommonDataModel import vtkPolyData
 from vtkmodules.vtkCommonTransforms import vtkTransform
 from vtkmodules.vtkFiltersCore import (
@@ -17,6 +18,7 @@ from vtkmodules.vtkFiltersCore import (
     vtkWindowedSincPolyDataFilter,
 )
 from vtkmodules.vtkFiltersGeneral import vtkTransformFilter
+from vtkmodules.vtkImagingCore import vtkImageMapToColors
 from vtkmodules.vtkRenderingAnnotation import vtkAnnotatedCubeActor
 from vtkmodules.vtkRenderingCore import (
     vtkActor,
@@ -26,6 +28,7 @@ from vtkmodules.vtkRenderingCore import (
 )
 
 from guideplan.core.volume import Volume
+from guideplan.processing.anatomy import body_mask
 from guideplan.render import vtk_image
 from guideplan.render.slice_view import SliceView
 
@@ -43,8 +46,13 @@ def bone_surface(volume: Volume, threshold_hu: float, max_voxels: int = 4_000_00
     factor = 1
     while np.prod(volume.array.shape) / factor**3 > max_voxels:
         factor += 1
-    array = volume.array[::factor, ::factor, ::factor]
+    # Block means, not strided samples: thin plates (the CT table, cortex) would alias
+    # into stripes otherwise.
+    array = _block_mean(volume.array, factor)
     spacing = tuple(s * factor for s in volume.spacing)
+    small = Volume(array, spacing, volume.origin, volume.direction, dict(volume.meta))
+    # Only bone inside the patient: the table is outside the body's component.
+    array = np.where(body_mask(small), array, np.float32(-1000.0)).astype(np.float32)
     image = vtk_image.to_vtk_image(array, spacing)
     surface = vtkFlyingEdges3D()
     surface.SetInputData(image)
@@ -71,6 +79,30 @@ def bone_surface(volume: Volume, threshold_hu: float, max_voxels: int = 4_000_00
     return out
 
 
+def _window_level_lut(lut: vtkLookupTable, window: float, level: float) -> None:
+    """Grey ramp over the window; the lowest 15 % (air, fat) fully transparent."""
+    lo, hi = level - window / 2.0, level + window / 2.0
+    lut.SetTableRange(lo, hi)
+    n = lut.GetNumberOfTableValues()
+    for idx in range(n):
+        grey = idx / (n - 1)
+        lut.SetTableValue(idx, grey, grey, grey, 0.0 if grey < 0.15 else 0.9)
+    lut.Modified()
+
+
+def _block_mean(array: np.ndarray, factor: int) -> np.ndarray:
+    """Average over factor^3 blocks (edges cropped); float32."""
+    if factor == 1:
+        return array.astype(np.float32)
+    k, j, i = (n // factor * factor for n in array.shape)
+    blocks = (
+        array[:k, :j, :i]
+        .astype(np.float32)
+        .reshape(k // factor, factor, j // factor, factor, i // factor, factor)
+    )
+    return blocks.mean(axis=(1, 3, 5))
+
+
 class View3D:
     def __init__(self, renderer: vtkRenderer | None = None) -> None:
         self.renderer = renderer or vtkRenderer()
@@ -88,6 +120,8 @@ class View3D:
         self.bone_actor.VisibilityOff()
         self.renderer.AddActor(self.bone_actor)
         self.plane_actors: dict[str, vtkImageActor] = {}
+        self.plane_luts: dict[str, vtkLookupTable] = {}
+        self._plane_colors: dict[str, vtkImageMapToColors] = {}
         self.slice_views: dict[str, SliceView] = {}
         self.cube_renderer = self._make_cube_renderer()
         self.volume: Volume | None = None
@@ -115,11 +149,20 @@ class View3D:
         for name, view in views.items():
             actor = self.plane_actors.get(name)
             if actor is None:
+                # Own colour mapping: air is transparent so the planes do not hide the bone.
+                lut = vtkLookupTable()
+                lut.SetNumberOfTableValues(256)
+                colors = vtkImageMapToColors()
+                colors.SetInputConnection(view.reslice.GetOutputPort())
+                colors.SetLookupTable(lut)
+                colors.SetOutputFormatToRGBA()
                 actor = vtkImageActor()
-                actor.GetMapper().SetInputConnection(view.colors.GetOutputPort())
-                actor.SetOpacity(0.85)
+                actor.GetMapper().SetInputConnection(colors.GetOutputPort())
+                actor.ForceTranslucentOn()
                 self.renderer.AddActor(actor)
                 self.plane_actors[name] = actor
+                self.plane_luts[name] = lut
+                self._plane_colors[name] = colors
             self.slice_views[name] = view
         self.update_slice_planes()
 
@@ -131,6 +174,7 @@ class View3D:
                 continue
             matrix = view.frame.plane_to_lps_matrix(view.depth)
             actor.SetUserMatrix(vtk_image.to_vtk_matrix(matrix))
+            _window_level_lut(self.plane_luts[name], view.window, view.level)
             actor.VisibilityOn()
 
     def reset_camera(self) -> None:

@@ -51,8 +51,14 @@ def test_left_marker_on_screen_right_in_axial_and_coronal(tmp_path, name):
     centre = vol.center_lps()
     marker = centre + np.array([35.0, 0, 0])
     for view in ("axial", "coronal"):
-        out = render_volume(vol, view, tmp_path / f"{view}.png", size=(300, 300),
-                            cursor_lps=marker, window_level=_window_for(LEFT))
+        out = render_volume(
+            vol,
+            view,
+            tmp_path / f"{view}.png",
+            size=(300, 300),
+            cursor_lps=marker,
+            window_level=_window_for(LEFT),
+        )
         img = read_png(out)
         _, x = bright_centroid(img)
         assert x > img.shape[1] / 2 + 20, f"{name} {view}: patient's left not on screen right"
@@ -63,16 +69,32 @@ def test_superior_marker_on_top_in_coronal_and_sagittal(tmp_path, name):
     vol = marker_volume(DIRECTIONS[name])
     marker = vol.center_lps() + np.array([0, 0, 45.0])
     for view in ("coronal", "sagittal"):
-        img = read_png(render_volume(vol, view, tmp_path / f"{view}.png", size=(300, 300),
-                                     cursor_lps=marker, window_level=_window_for(SUPERIOR)))
+        img = read_png(
+            render_volume(
+                vol,
+                view,
+                tmp_path / f"{view}.png",
+                size=(300, 300),
+                cursor_lps=marker,
+                window_level=_window_for(SUPERIOR),
+            )
+        )
         y, _ = bright_centroid(img)
         assert y < img.shape[0] / 2 - 20, f"{name} {view}: superior not at the top"
 
 
 def test_anterior_marker_on_top_in_axial(tmp_path, markers):
     marker = markers.center_lps() + np.array([0, -30.0, 0])
-    img = read_png(render_volume(markers, "axial", tmp_path / "a.png", size=(300, 300),
-                                 cursor_lps=marker, window_level=(10.0, 2495.0)))
+    img = read_png(
+        render_volume(
+            markers,
+            "axial",
+            tmp_path / "a.png",
+            size=(300, 300),
+            cursor_lps=marker,
+            window_level=(10.0, 2495.0),
+        )
+    )
     y, _ = bright_centroid(img)
     assert y < img.shape[0] / 2 - 20
 

@@ -28,9 +28,17 @@ def marker_series(tmp_path_factory):
     """The marker phantom written as a CT DICOM series."""
     folder = tmp_path_factory.mktemp("marker_ct")
     vol = marker_volume()
-    write_volume(vol, folder, SeriesSpec(modality="CT", seed="gui-markers",
-                                         series_description="GUI markers",
-                                         patient_name="TEST^PATIENT", patient_id="ID123"))
+    write_volume(
+        vol,
+        folder,
+        SeriesSpec(
+            modality="CT",
+            seed="gui-markers",
+            series_description="GUI markers",
+            patient_name="TEST^PATIENT",
+            patient_id="ID123",
+        ),
+    )
     return folder
 
 
@@ -63,5 +71,3 @@ def window(qtbot, marker_series):
     qtbot.waitUntil(lambda: win.planning is not None, timeout=20000)
     qtbot.wait(200)
     return win
-
-

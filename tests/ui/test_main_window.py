@@ -11,35 +11,59 @@ from guideplan.model.nodes import MeasurementNode
 
 
 def _mouse(widget, kind, pos: QPoint, button=Qt.MouseButton.LeftButton, buttons=None):
-    event_type = {"press": QEvent.Type.MouseButtonPress, "move": QEvent.Type.MouseMove,
-                  "release": QEvent.Type.MouseButtonRelease}[kind]
-    buttons = buttons if buttons is not None else (
-        Qt.MouseButton.NoButton if kind == "release" else button)
-    event = QMouseEvent(event_type, QPointF(pos), QPointF(widget.mapToGlobal(pos)), button,
-                        buttons, Qt.KeyboardModifier.NoModifier)
+    event_type = {
+        "press": QEvent.Type.MouseButtonPress,
+        "move": QEvent.Type.MouseMove,
+        "release": QEvent.Type.MouseButtonRelease,
+    }[kind]
+    buttons = (
+        buttons
+        if buttons is not None
+        else (Qt.MouseButton.NoButton if kind == "release" else button)
+    )
+    event = QMouseEvent(
+        event_type,
+        QPointF(pos),
+        QPointF(widget.mapToGlobal(pos)),
+        button,
+        buttons,
+        Qt.KeyboardModifier.NoModifier,
+    )
     QApplication.sendEvent(widget, event)
 
 
 def _drag(widget, start: QPoint, end: QPoint, button=Qt.MouseButton.LeftButton, steps=5):
     _mouse(widget, "press", start, button)
     for t in np.linspace(0, 1, steps + 1)[1:]:
-        p = QPoint(int(start.x() + t * (end.x() - start.x())),
-                   int(start.y() + t * (end.y() - start.y())))
+        p = QPoint(
+            int(start.x() + t * (end.x() - start.x())), int(start.y() + t * (end.y() - start.y()))
+        )
         _mouse(widget, "move", p, Qt.MouseButton.NoButton, buttons=button)
     _mouse(widget, "release", end, button)
 
 
 def _wheel(widget, clicks: int):
     centre = QPointF(widget.width() / 2, widget.height() / 2)
-    event = QWheelEvent(centre, QPointF(widget.mapToGlobal(centre.toPoint())), QPoint(0, 0),
-                        QPoint(0, 120 * clicks), Qt.MouseButton.NoButton,
-                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    event = QWheelEvent(
+        centre,
+        QPointF(widget.mapToGlobal(centre.toPoint())),
+        QPoint(0, 0),
+        QPoint(0, 120 * clicks),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
     QApplication.sendEvent(widget, event)
 
 
 def _screen(win) -> np.ndarray:
-    image = win.screen().grabWindow(0).toImage().convertToFormat(
-        win.screen().grabWindow(0).toImage().Format.Format_RGB888)
+    image = (
+        win.screen()
+        .grabWindow(0)
+        .toImage()
+        .convertToFormat(win.screen().grabWindow(0).toImage().Format.Format_RGB888)
+    )
     ptr = image.constBits()
     arr = np.frombuffer(ptr, np.uint8).reshape(image.height(), image.bytesPerLine())
     return arr[:, : image.width() * 3].reshape(image.height(), image.width(), 3)
@@ -173,7 +197,7 @@ def test_screenshot_letters_and_left_marker_on_the_right(window, qtbot):
     w, h = int(axial.width() * ratio), int(axial.height() * ratio)
     view = shot[y0 : y0 + h, x0 : x0 + w].astype(int)
     white = view.mean(axis=2) > 240
-    ys, xs = np.nonzero(white[40:-40, 40:-40])
+    _, xs = np.nonzero(white[40:-40, 40:-40])
     assert len(xs) > 10
     assert xs.mean() + 40 > w / 2 + 20, "the patient's left marker is not on the screen's right"
     yellow = (view[..., 0] > 200) & (view[..., 1] > 190) & (view[..., 2] < 170)
