@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-SAMPLES_STAMP := sample_data/.generated
+SAMPLES_STAMP := sample_data/README.md
 
 .PHONY: run test system-deps install samples lint bench clean
 

@@ -33,7 +33,7 @@ def _mean_near(img: sitk.Image, point: np.ndarray, radius_vox: int = 1) -> float
     i, j, k = (int(v) for v in idx)
     assert 0 <= i < arr.shape[2] and 0 <= j < arr.shape[1] and 0 <= k < arr.shape[0]
     r = radius_vox
-    block = arr[max(k - r, 0):k + r + 1, max(j - r, 0):j + r + 1, max(i - r, 0):i + r + 1]
+    block = arr[max(k - r, 0) : k + r + 1, max(j - r, 0) : j + r + 1, max(i - r, 0) : i + r + 1]
     return float(np.mean(block))
 
 
@@ -46,8 +46,11 @@ def _mask(case: Path, name: str) -> np.ndarray:
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_layout_and_compressed_dicom(coarse_cases: dict[str, Path]) -> None:
@@ -59,8 +62,9 @@ def test_layout_and_compressed_dicom(coarse_cases: dict[str, Path]) -> None:
             ds = pydicom.dcmread(files[0], stop_before_pixels=True)
             assert ds.file_meta.TransferSyntaxUID == pydicom.uid.JPEGLSLossless
         for name in ("lesion", "bone", "canal", "body", "truth"):
-            assert (case / "truth" / (f"{name}.json" if name == "truth" else f"{name}.nrrd")
-                    ).is_file()
+            assert (
+                case / "truth" / (f"{name}.json" if name == "truth" else f"{name}.nrrd")
+            ).is_file()
         meta = json.loads((case / "case.json").read_text(encoding="utf-8"))
         assert meta["synthetic"] is True and meta["suggested_treatment"]
         assert (case / "README.md").is_file()
@@ -128,8 +132,7 @@ def test_case02_lesion_on_patient_left_and_near_skin(coarse_cases: dict[str, Pat
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
-def test_prior_transforms_map_lesion_onto_lesion(coarse_cases: dict[str, Path],
-                                                 name: str) -> None:
+def test_prior_transforms_map_lesion_onto_lesion(coarse_cases: dict[str, Path], name: str) -> None:
     case = coarse_cases[name]
     truth = _truth(case)
     kind = truth["lesion"]["kind"]
@@ -137,11 +140,9 @@ def test_prior_transforms_map_lesion_onto_lesion(coarse_cases: dict[str, Path],
     ct = _read_series(case / "ct")
     for folder, tr in truth["transforms"].items():
         m = np.asarray(tr["fixed_to_moving"])
-        np.testing.assert_allclose(m @ np.asarray(tr["moving_to_fixed"]), np.eye(4),
-                                   atol=1e-6)
+        np.testing.assert_allclose(m @ np.asarray(tr["moving_to_fixed"]), np.eye(4), atol=1e-6)
         np.testing.assert_allclose(m[:3, :3].T @ m[:3, :3], np.eye(3), atol=1e-6)
-        expected = geometry.rigid_matrix(tr["rotation_deg"], tr["translation_mm"],
-                                         tr["center_lps"])
+        expected = geometry.rigid_matrix(tr["rotation_deg"], tr["translation_mm"], tr["center_lps"])
         np.testing.assert_allclose(m, expected, atol=1e-6)
         moving = _read_series(case / folder)
         p = geometry.apply_affine(m, centre)
@@ -173,8 +174,9 @@ def test_generation_is_deterministic(tmp_path: Path) -> None:
 
 def test_progress_and_errors(tmp_path: Path) -> None:
     seen: list[tuple[float, str]] = []
-    generate_samples(tmp_path, cases=["case03_t10_blastic"], scale=0.2,
-                     progress=lambda f, m: seen.append((f, m)))
+    generate_samples(
+        tmp_path, cases=["case03_t10_blastic"], scale=0.2, progress=lambda f, m: seen.append((f, m))
+    )
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     with pytest.raises(GuideplanError):

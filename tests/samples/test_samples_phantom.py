@@ -80,6 +80,5 @@ def test_lesion_replaces_bone_only_near_its_host() -> None:
     assert _label_at(ph, c) == Tissue.LESION
     small = case.phantom(lesion_scale=0.3)
     assert _label_at(small, c + np.array([0, 0, 6.0])) != Tissue.LESION
-    far = Phantom(Habitus(), LesionSpec("lytic", (0.0, 200.0, 0.0), (30.0, 30, 30),
-                                        "body:L2"))
+    far = Phantom(Habitus(), LesionSpec("lytic", (0.0, 200.0, 0.0), (30.0, 30, 30), "body:L2"))
     assert _label_at(far, (0, 200, 0)) != Tissue.LESION  # clipped to the vertebral body
