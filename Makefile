@@ -39,7 +39,9 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 bench: install
+	$(PY) -m pip install --quiet -e ".[test,bench]"
 	$(PY) benchmarks/bench_load.py
+	bash scripts/with-display.sh $(PY) benchmarks/bench_startup.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

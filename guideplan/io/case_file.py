@@ -39,11 +39,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import SimpleITK as sitk
 
 from guideplan import __version__
 from guideplan.core.errors import CaseFileError
 from guideplan.core.volume import Volume
+
+
+def _sitk():
+    """SimpleITK, imported on first use: it costs ~0.25 s at start-up otherwise."""
+    import SimpleITK
+
+    return SimpleITK
 
 FORMAT = "guideplan-case"
 SCHEMA_VERSION = 1
@@ -135,7 +141,7 @@ class CasePayloads:
         path = self.case_dir / entry["file"]
         try:
             if entry["type"] == "image":
-                volume = Volume.from_sitk(sitk.ReadImage(str(path)))
+                volume = Volume.from_sitk(_sitk().ReadImage(str(path)))
                 dtype = np.dtype(entry.get("dtype", volume.array.dtype))
                 if volume.array.dtype != dtype:
                     volume.array = volume.array.astype(dtype)
@@ -391,7 +397,7 @@ def _safe_payload_path(rel: Any) -> str | None:
 
 
 def _read_tfm(path: Path) -> np.ndarray:
-    tx = sitk.ReadTransform(str(path))
+    tx = _sitk().ReadTransform(str(path))
     if tx.GetDimension() != 3 or not tx.IsLinear():
         raise CaseFileError(
             f"The transform file '{path}' is not a 3D linear transform ({tx.GetName()}).",
@@ -524,17 +530,17 @@ def _write_payload(data_dir: Path, key: str, spec: PayloadSpec) -> Path:
             arr = np.asarray(spec.array)
             if arr.dtype == bool:
                 arr = arr.astype(np.uint8)  # restored to bool from the table's dtype
-            image = sitk.GetImageFromArray(np.ascontiguousarray(arr))
+            image = _sitk().GetImageFromArray(np.ascontiguousarray(arr))
             image.SetSpacing(tuple(float(s) for s in spec.spacing))
             image.SetOrigin(tuple(float(o) for o in spec.origin))
             image.SetDirection(tuple(float(d) for d in np.ravel(spec.direction)))
-            sitk.WriteImage(image, str(tmp), useCompression=True)
+            _sitk().WriteImage(image, str(tmp), useCompression=True)
         elif isinstance(spec, TransformPayload):
             m = np.asarray(spec.matrix, dtype=float)
-            tx = sitk.AffineTransform(3)
+            tx = _sitk().AffineTransform(3)
             tx.SetMatrix(tuple(m[:3, :3].ravel()))
             tx.SetTranslation(tuple(m[:3, 3]))
-            sitk.WriteTransform(tx, str(tmp))
+            _sitk().WriteTransform(tx, str(tmp))
         else:
             with open(tmp, "wb") as f:
                 np.save(f, np.asarray(spec.array), allow_pickle=False)

@@ -8,6 +8,7 @@ openjpeg, RLE plugins).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -114,6 +115,27 @@ def _mask_bits(frame: FrameHeader, target: np.ndarray) -> None:
         np.bitwise_and(target, (1 << bits) - 1, out=target)
 
 
+#: Faster decoders where several are installed (measured on the sample CTs: JPEG-LS
+#: 104 slices 400x300 — pyjpegls 0.19 s, pylibjpeg/libjpeg 0.64 s).
+_PREFERRED_PLUGINS = {
+    "1.2.840.10008.1.2.4.80": "pyjpegls",  # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81": "pyjpegls",  # JPEG-LS near-lossless
+}
+
+
+@functools.cache
+def _preferred_plugin(transfer_syntax: str) -> str:
+    """The preferred decoder for a syntax if it is installed, else pydicom's choice."""
+    name = _PREFERRED_PLUGINS.get(transfer_syntax, "")
+    if not name:
+        return ""
+    try:
+        decoder = pydicom.pixels.get_decoder(transfer_syntax)
+        return name if name in decoder.available_plugins else ""
+    except Exception:
+        return ""
+
+
 def _decode_file(frames: list[FrameHeader], targets: list[np.ndarray]) -> None:
     """Decode the given frames of one (possibly multi-frame) compressed file."""
     pairs = sorted(zip(frames, targets, strict=True), key=lambda pair: pair[0].frame_index)
@@ -124,7 +146,10 @@ def _decode_file(frames: list[FrameHeader], targets: list[np.ndarray]) -> None:
         with first.ref.open() as fp:
             ds = pydicom.dcmread(fp)
             indices = [f.frame_index for f in frames] if first.n_frames_in_file > 1 else None
-            decoded = pydicom.pixels.iter_pixels(ds, indices=indices, raw=True)
+            plugin = _preferred_plugin(first.transfer_syntax)
+            decoded = pydicom.pixels.iter_pixels(
+                ds, indices=indices, raw=True, decoding_plugin=plugin
+            )
             for frame, target, arr in zip(frames, targets, decoded, strict=True):
                 if arr.shape != (frame.rows, frame.columns):
                     raise PixelDataError(

@@ -28,7 +28,6 @@ from vtkmodules.vtkRenderingCore import (
 )
 
 from guideplan.core.volume import Volume
-from guideplan.processing.anatomy import body_mask
 from guideplan.render import vtk_image
 from guideplan.render.slice_view import SliceView
 
@@ -46,6 +45,8 @@ def bone_surface(volume: Volume, threshold_hu: float, max_voxels: int = 4_000_00
     factor = 1
     while np.prod(volume.array.shape) / factor**3 > max_voxels:
         factor += 1
+    from guideplan.processing.anatomy import body_mask  # SimpleITK: not needed at start-up
+
     # Block means, not strided samples: thin plates (the CT table, cortex) would alias
     # into stripes otherwise.
     array = _block_mean(volume.array, factor)
