@@ -777,8 +777,7 @@ class MainWindow(QMainWindow):
             self.autosaver.discard()  # a clean exit leaves nothing to recover
         # Background work must end before the window (and the VTK objects) go away.
         for task in list(_ACTIVE):
-            task.cancel()
-            task.wait()
+            task.shutdown()
         event.accept()
 
 

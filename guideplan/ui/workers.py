@@ -94,8 +94,11 @@ class TaskHandle(QObject):
     def running(self) -> bool:
         return self.thread.isRunning()
 
-    def wait(self, ms: int = 30000) -> bool:
-        return self.thread.wait(ms)
+    def shutdown(self) -> None:
+        """Cancel and wait for the thread (window closing). The result is dropped."""
+        self.runner.cancel_event.set()
+        self.thread.quit()  # the event loop ends as soon as the running task returns
+        self.thread.wait()
 
     @Slot(float, str)
     def _progress(self, fraction: float, message: str) -> None:
