@@ -81,13 +81,17 @@ def bone_surface(volume: Volume, threshold_hu: float, max_voxels: int = 4_000_00
 
 
 def _window_level_lut(lut: vtkLookupTable, window: float, level: float) -> None:
-    """Grey ramp over the window; the lowest 15 % (air, fat) fully transparent."""
+    """Grey ramp over the window; dark values fade out so planes never hide the bone.
+
+    Air is fully transparent, soft tissue faint, bright values (bone) nearly opaque.
+    """
     lo, hi = level - window / 2.0, level + window / 2.0
     lut.SetTableRange(lo, hi)
     n = lut.GetNumberOfTableValues()
     for idx in range(n):
         grey = idx / (n - 1)
-        lut.SetTableValue(idx, grey, grey, grey, 0.0 if grey < 0.15 else 0.9)
+        alpha = float(np.clip((grey - 0.12) * 1.6, 0.0, 0.85))
+        lut.SetTableValue(idx, grey, grey, grey, alpha)
     lut.Modified()
 
 

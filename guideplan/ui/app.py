@@ -30,11 +30,16 @@ def _report_startup(app) -> None:
     import json
     import resource
 
-    print(json.dumps({
-        "first_slice_wall": time.time(),
-        "since_import_s": time.perf_counter() - _START,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "first_slice_wall": time.time(),
+                "since_import_s": time.perf_counter() - _START,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        ),
+        flush=True,
+    )
     QTimer.singleShot(0, app.quit)
 
 

@@ -371,6 +371,7 @@ class MainWindow(QMainWindow):
         for widget in self.slice_widgets.values():
             widget.slice_view.set_volume(volume, self.cursor)
             widget.slice_view.set_window_level(node.display.window, node.display.level)
+        self._sync_preset_combo()
         self.view3d.view3d.set_volume(volume)
         self.view3d.view3d.show_slice_planes(
             {n: w.slice_view for n, w in self.slice_widgets.items()}
@@ -457,6 +458,18 @@ class MainWindow(QMainWindow):
             )
         )
 
+    def _sync_preset_combo(self) -> None:
+        """Show the preset matching the current window/level, or 'Custom'."""
+        if self.planning is None:
+            return
+        current = (self.planning.display.window, self.planning.display.level)
+        name = next((n for n, wl in self.presets.items() if wl == current), "Custom")
+        if self.preset_combo.findText("Custom") < 0:
+            self.preset_combo.addItem("Custom")
+        self.preset_combo.blockSignals(True)
+        self.preset_combo.setCurrentText(name)
+        self.preset_combo.blockSignals(False)
+
     def _drag_window_level(self, d_window: float, d_level: float, finished: bool) -> None:
         if self.planning is None:
             return
@@ -534,6 +547,7 @@ class MainWindow(QMainWindow):
         if node is self.planning and field.startswith("display."):
             for widget in self.slice_widgets.values():
                 widget.slice_view.set_window_level(node.display.window, node.display.level)
+            self._sync_preset_combo()
         if isinstance(node, MeasurementNode):
             self._refresh_measurement_list()
         self._refresh_views()
@@ -741,7 +755,8 @@ class MainWindow(QMainWindow):
             self,
             "Recover unsaved work?",
             "guideplan did not close normally. A plan was autosaved at "
-            f"{info.last_autosave_at or info.started_at} ({where}).\n\nRecover it?",
+            f"{_local_time(info.last_autosave_at or info.started_at)} ({where}).\n\n"
+            "Recover it?",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
         )
         if answer != QMessageBox.StandardButton.Yes:
@@ -779,6 +794,16 @@ class MainWindow(QMainWindow):
         for task in list(_ACTIVE):
             task.shutdown()
         event.accept()
+
+
+def _local_time(iso: str) -> str:
+    """'2026-11-28T22:04:40+00:00' -> '28 Nov 2026 23:04' in the user's time zone."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%d %b %Y %H:%M")
+    except (TypeError, ValueError):
+        return str(iso)
 
 
 def _default_case_name(node: VolumeNode) -> str:

@@ -108,7 +108,13 @@ class TaskHandle(QObject):
 
     def _stop(self) -> None:
         if self.dialog is not None:
-            self.dialog.close()
+            # reset() also stops the dialog's delayed-show timer, which would otherwise
+            # bring a finished dialog back on screen.
+            self.dialog.canceled.disconnect(self.cancel)
+            self.dialog.reset()
+            self.dialog.hide()
+            self.dialog.deleteLater()
+            self.dialog = None
         self.thread.quit()
         self.thread.wait()
         self.done.emit()
