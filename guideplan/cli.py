@@ -77,6 +77,44 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--series", help="SeriesInstanceUID (default: the planning CT)")
     p.set_defaults(func=_cmd_render)
 
+    p = sub.add_parser(
+        "plan",
+        help="readouts, distances and warnings of one needle path",
+        description="Analyse the straight path ENTRY -> TARGET (LPS mm). JSON keys: length_mm, "
+        "skin_to_target_mm, bone_depth_mm, direction_lps, craniocaudal_deg (signed, + toward "
+        "the head), axial_from_vertical_deg (unsigned), toward (left|right|none: the side the "
+        "tip moves to), gantry_tilt_deg, tissues [{tissue, start_mm, end_mm, length_mm}], "
+        "hu_profile {distance_mm, hu}, distances [{structure, distance_mm (from the needle's "
+        "surface; <= 0 crosses), threshold_mm, closest_at_mm}], warnings [{code, severity, "
+        "message, values}], device, structures_source.",
+    )
+    p.add_argument("series", help="the planning CT (DICOM folder, or a sample case folder)")
+    p.add_argument("--target", required=True, help="x,y,z LPS mm")
+    p.add_argument("--entry", required=True, help="x,y,z LPS mm")
+    p.add_argument("--device", help="device id from the catalog (default: an 18 G needle)")
+    p.add_argument("--labels", help="folder of structure masks (.nrrd...) or one label map")
+    p.add_argument("--catalog", action="append", default=[], help="extra device catalog JSON")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_plan)
+
+    p = sub.add_parser(
+        "suggest",
+        help="rank skin entry points for a target",
+        description="Score straight paths from the target to the reachable skin. JSON: "
+        "{target_lps, position, evaluated, valid, suggestions: [{entry_lps, length_mm, "
+        "clearance_mm, craniocaudal_deg, score, route}], best_per_route, rejected: "
+        "{reason: count}}.",
+    )
+    p.add_argument("series")
+    p.add_argument("--target", required=True, help="x,y,z LPS mm")
+    p.add_argument("--position", choices=["prone", "supine", "left-up", "right-up"])
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--device", help="device id (default: an 18 G needle)")
+    p.add_argument("--labels", help="folder of structure masks or one label map")
+    p.add_argument("--catalog", action="append", default=[], help="extra device catalog JSON")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_suggest)
+
     p = sub.add_parser("sample", help="(re)generate the bundled sample cases")
     p.add_argument("--out", default="sample_data", help="output folder (default: sample_data)")
     p.add_argument("--case", action="append", help="only this case (repeatable)")
@@ -192,6 +230,86 @@ def _parse_point(text: str):
             hint="Give three numbers in mm: --slice-lps 10,-20,35.",
         )
     return np.array(values)
+
+
+def _planning_context(args: argparse.Namespace):
+    """CT, structures (from --labels, else automatic) and device for plan/suggest."""
+    from guideplan.planning.devices import load_catalog
+    from guideplan.planning.path_analysis import PathContext
+    from guideplan.planning.structures import auto_structures, structures_from_masks
+
+    volume = _load_for_render(Path(args.series), None)
+    catalog = load_catalog(*args.catalog)
+    device = catalog.get(args.device) if args.device else catalog.default_needle()
+    if args.labels:
+        from guideplan.io.mask_io import read_masks
+
+        masks = read_masks(args.labels, volume)
+        lesion = masks.pop("lesion", None)
+        structures, source = structures_from_masks(masks, volume), f"labels: {args.labels}"
+    else:
+        lesion = None
+        structures, source = auto_structures(volume), "automatic"
+    return PathContext(volume, structures, lesion=lesion), device, source
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from guideplan.planning.path_analysis import analyze_path
+
+    ctx, device, source = _planning_context(args)
+    report = analyze_path(ctx, _parse_point(args.entry), _parse_point(args.target), device)
+    doc = report.to_json()
+    doc["structures_source"] = source
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(
+        f"device {device.name}: path {doc['length_mm']} mm, skin to target "
+        f"{doc['skin_to_target_mm']} mm, in bone {doc['bone_depth_mm']} mm"
+    )
+    print(
+        f"craniocaudal {doc['craniocaudal_deg']:+.1f} deg, axial from vertical "
+        f"{doc['axial_from_vertical_deg']:.1f} deg toward {doc['toward']}, gantry tilt "
+        f"{doc['gantry_tilt_deg']:+.1f} deg"
+    )
+    print("tissues: " + ", ".join(f"{t['tissue']} {t['length_mm']:.1f}" for t in doc["tissues"]))
+    for d in doc["distances"]:
+        print(f"  {d['structure']}: {d['distance_mm']:.1f} mm (safety {d['threshold_mm']:g} mm)")
+    for w in doc["warnings"]:
+        print(f"  [{w['severity']}] {w['code']}: {w['message']}")
+    return 0
+
+
+def _cmd_suggest(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from guideplan.planning.suggest import suggest_entries
+
+    ctx, device, source = _planning_context(args)
+    result = suggest_entries(ctx, _parse_point(args.target), device, position=args.position)
+    ranked = result.ranked
+    doc = {
+        "target_lps": [float(v) for v in result.target],
+        "position": args.position,
+        "device": device.id,
+        "structures_source": source,
+        "evaluated": len(result.candidates),
+        "valid": len(ranked),
+        "suggestions": [c.to_json() for c in ranked[: args.top]],
+        "best_per_route": {k: c.to_json() for k, c in result.best_per_route().items()},
+        "rejected": dict(Counter(c.reason for c in result.candidates if not c.valid)),
+    }
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"{doc['valid']} of {doc['evaluated']} paths are possible ({source} structures)")
+    for rank, c in enumerate(doc["suggestions"], start=1):
+        print(
+            f"{rank}. entry {c['entry_lps']}  {c['route']:<22} length {c['length_mm']} mm, "
+            f"clearance {c['clearance_mm']} mm, cc {c['craniocaudal_deg']:+.1f} deg, "
+            f"score {c['score']:.3f}"
+        )
+    return 0
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:

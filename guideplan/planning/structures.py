@@ -1,0 +1,140 @@
+"""Structures to spare, as signed distance fields sampled in microseconds.
+
+A :class:`StructureField` is computed once per structure (SimpleITK's Maurer distance
+map on a box around the structure plus a margin) and then answers "how far is this
+point from the structure" for any LPS points by trilinear interpolation: what path
+readouts, safety checks and entry suggestions need, over and over, while dragging.
+Beyond the box the distance is reported as the box margin (a lower bound), which is
+more than any safety threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from guideplan.core import trajectory as tr
+from guideplan.core.resources import load_json
+from guideplan.core.volume import Volume
+
+#: Structures whose crossing means gas (pneumothorax, bowel perforation).
+GAS_BEARING = ("bowel", "colon", "lung", "pleura", "stomach", "intestine")
+
+
+@dataclass
+class StructureField:
+    name: str
+    kind: str  # critical | organ
+    threshold_mm: float
+    gas_bearing: bool
+    distance_map: np.ndarray  # float32 [k, j, i] signed mm (negative inside), cropped
+    lo_ijk: np.ndarray  # crop origin (i, j, k) in the full volume's index space
+    lps_to_index: np.ndarray  # full volume's 4x4
+    cap_mm: float
+
+    @classmethod
+    def from_mask(
+        cls,
+        name: str,
+        mask: np.ndarray,
+        volume: Volume,
+        threshold_mm: float,
+        kind: str = "critical",
+        margin_mm: float = 40.0,
+        gas_bearing: bool | None = None,
+    ) -> StructureField:
+        if mask.shape != volume.array.shape:
+            raise ValueError(f"mask of {name} is not on the volume's grid")
+        idx = np.argwhere(mask)
+        if len(idx) == 0:
+            raise ValueError(f"structure {name} is empty")
+        margin = np.ceil(margin_mm / np.asarray(volume.spacing)[::-1]).astype(int)  # k, j, i
+        lo = np.maximum(idx.min(axis=0) - margin, 0)
+        hi = np.minimum(idx.max(axis=0) + margin + 1, mask.shape)
+        crop = mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+        image = sitk.GetImageFromArray(crop.astype(np.uint8))
+        image.SetSpacing(volume.spacing)
+        dist = sitk.SignedMaurerDistanceMap(
+            image, insideIsPositive=False, squaredDistance=False, useImageSpacing=True
+        )
+        if gas_bearing is None:
+            gas_bearing = any(word in name.lower() for word in GAS_BEARING)
+        return cls(
+            name=name,
+            kind=kind,
+            threshold_mm=float(threshold_mm),
+            gas_bearing=gas_bearing,
+            distance_map=sitk.GetArrayFromImage(dist).astype(np.float32),
+            lo_ijk=lo[::-1].astype(float),
+            lps_to_index=volume.lps_to_index,
+            cap_mm=float(margin_mm),
+        )
+
+    def distance(self, points: np.ndarray) -> np.ndarray:
+        """Signed distance (mm) from the structure's surface; negative inside."""
+        pts = np.atleast_2d(points)
+        ijk = pts @ self.lps_to_index[:3, :3].T + self.lps_to_index[:3, 3] - self.lo_ijk
+        return tr.sample_trilinear(self.distance_map, ijk, outside=self.cap_mm)
+
+    def inside(self, points: np.ndarray) -> np.ndarray:
+        return self.distance(points) <= 0.0
+
+
+def safety_distance_mm(name: str, settings: dict[str, Any] | None = None) -> float:
+    """The safety distance setting for a structure name ('Spinal cord' -> 'cord' ...)."""
+    table = (settings or load_json("planning.json"))["safety_distance_mm"]
+    key = name.lower().replace(" ", "_")
+    if key in table:
+        return float(table[key])
+    for word, value in table.items():
+        if not word.startswith("_") and word != "default" and word in key:
+            return float(value)
+    return float(table["default"])
+
+
+def fields_from_labels(
+    labels: np.ndarray,
+    table: dict[int, str],
+    volume: Volume,
+    skip: tuple[str, ...] = ("lesion", "bone", "cortical bone", "trabecular bone", "body"),
+    settings: dict[str, Any] | None = None,
+) -> list[StructureField]:
+    """One field per label id in ``table`` (id -> name), leaving out lesion and bone."""
+    fields = []
+    for label_id, name in table.items():
+        if name.lower() in skip:
+            continue
+        mask = labels == label_id
+        if mask.any():
+            fields.append(
+                StructureField.from_mask(name, mask, volume, safety_distance_mm(name, settings))
+            )
+    return fields
+
+
+def structures_from_masks(
+    masks: dict[str, np.ndarray], volume: Volume, settings: dict[str, Any] | None = None
+) -> list[StructureField]:
+    """Fields for named masks, leaving out what a needle may cross (bone, body, lesion)."""
+    skip = ("lesion", "bone", "cortical", "trabecular", "body", "skin_surface")
+    return [
+        StructureField.from_mask(name, mask, volume, safety_distance_mm(name, settings))
+        for name, mask in masks.items()
+        if mask.any() and not any(word in name.lower() for word in skip)
+    ]
+
+
+def auto_structures(volume: Volume) -> list[StructureField]:
+    """Structures to spare found automatically on the CT (spinal canal, ...)."""
+    from guideplan.processing import anatomy
+
+    masks: dict[str, np.ndarray] = {}
+    finder = getattr(anatomy, "spinal_canal_mask", None)
+    if finder is not None:
+        canal = finder(volume)
+        if canal is not None and canal.any():
+            masks["spinal canal"] = canal
+    return structures_from_masks(masks, volume)

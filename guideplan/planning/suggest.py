@@ -1,0 +1,241 @@
+"""Automatic entry-point suggestions: every straight path from the target to the skin,
+scored.
+
+Rays leave the target in a few thousand directions (those the patient's position leaves
+reachable). Along each ray, sampled once for all rays at once: where it leaves the body
+(the skin entry), whether it crosses gas, a structure to spare, or bone other than the
+target's own bone, how far it stays from the structures, how long it is and whether the
+CT gantry can show it. Valid rays are ranked by a weighted score (weights in
+resources/planning.json); each also gets a route label for vertebral targets
+(transpedicular / parapedicular, left / right).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from guideplan.core import trajectory as tr
+from guideplan.core.errors import GuideplanError
+from guideplan.planning.devices import Device
+from guideplan.planning.path_analysis import PathContext, target_bone_run
+
+#: Reachable skin for each patient position: the entry must lie on this side of the
+#: target (direction from target to entry, minimum cosine).
+POSITIONS = {
+    "prone": (np.array([0.0, 1.0, 0.0]), 0.17),  # back up: posterior skin
+    "supine": (np.array([0.0, -1.0, 0.0]), 0.17),  # anterior skin
+    "left-up": (np.array([1.0, 0.0, 0.0]), 0.17),  # lying on the right side
+    "right-up": (np.array([-1.0, 0.0, 0.0]), 0.17),
+}
+
+
+@dataclass
+class Candidate:
+    entry: np.ndarray
+    direction: np.ndarray  # from the target toward the entry
+    length_mm: float
+    clearance_mm: float
+    craniocaudal_deg: float
+    score: float
+    valid: bool
+    reason: str = ""
+    route: str = ""  # transpedicular-left, parapedicular-right, direct ...
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "entry_lps": [round(float(v), 2) for v in self.entry],
+            "length_mm": round(self.length_mm, 1),
+            "clearance_mm": round(self.clearance_mm, 1),
+            "craniocaudal_deg": round(self.craniocaudal_deg, 1),
+            "score": round(self.score, 4),
+            "route": self.route,
+        }
+
+
+@dataclass
+class Suggestions:
+    target: np.ndarray
+    candidates: list[Candidate]  # all rays (valid and not), for the skin colour map
+
+    @property
+    def ranked(self) -> list[Candidate]:
+        return sorted((c for c in self.candidates if c.valid), key=lambda c: -c.score)
+
+    def best_per_route(self) -> dict[str, Candidate]:
+        best: dict[str, Candidate] = {}
+        for cand in self.ranked:
+            best.setdefault(cand.route, cand)
+        return best
+
+
+def outside_air(ctx: PathContext) -> np.ndarray:
+    """Air connected to the volume's border: outside the patient (bowel gas is not)."""
+    cached = getattr(ctx, "_outside_air", None)
+    if cached is not None:
+        return cached
+    air = (ctx.volume.array <= ctx.body_min_hu).astype(np.uint8)
+    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(air), False))
+    faces = np.concatenate(
+        [
+            labels[0].ravel(),
+            labels[-1].ravel(),
+            labels[:, 0].ravel(),
+            labels[:, -1].ravel(),
+            labels[:, :, 0].ravel(),
+            labels[:, :, -1].ravel(),
+        ]
+    )
+    border = np.unique(faces[faces > 0])
+    result = np.isin(labels, border)
+    ctx._outside_air = result  # type: ignore[attr-defined]
+    return result
+
+
+def suggest_entries(
+    ctx: PathContext,
+    target,
+    device: Device,
+    position: str | None = None,
+    progress=None,
+) -> Suggestions:
+    target = np.asarray(target, dtype=float)
+    cfg = ctx.settings["suggest"]
+    step = float(cfg["step_mm"])
+    max_len = float(cfg["max_length_mm"])
+    directions = tr.fibonacci_directions(int(cfg["directions"]))
+    if position:
+        if position not in POSITIONS:
+            raise GuideplanError(
+                f"Unknown patient position {position!r}.",
+                hint=f"Use one of: {', '.join(POSITIONS)}.",
+            )
+        axis, min_cos = POSITIONS[position]
+        directions = directions[directions @ axis >= min_cos]
+    if progress:
+        progress(0.1, "Finding the skin")
+    outside = outside_air(ctx)
+    s = np.arange(0.0, max_len + step, step)
+    pts = target[None, None, :] + directions[:, None, :] * s[None, :, None]  # (D, S, 3)
+    flat = pts.reshape(-1, 3)
+    ijk = ctx.ijk(flat)
+    hu = tr.sample_nearest(ctx.volume.array, ijk, outside=-1000).reshape(len(directions), -1)
+    out = tr.sample_nearest(outside.view(np.uint8), ijk, outside=1).reshape(hu.shape).astype(bool)
+    if progress:
+        progress(0.4, "Checking structures")
+    # Clearance from the needle's surface to the nearest structure along each ray.
+    surface = np.full(hu.shape, np.inf)
+    for f in ctx.structures:
+        surface = np.minimum(surface, f.distance(flat).reshape(hu.shape))
+    surface -= device.radius_mm
+    lesion = ctx.lesion_at(flat).reshape(hu.shape) if ctx.lesion is not None else None
+    if progress:
+        progress(0.7, "Scoring paths")
+
+    weights = cfg["weights"]
+    cap = float(cfg["clearance_cap_mm"])
+    max_tilt = float(ctx.settings["gantry"]["max_tilt_deg"])
+    working = float(ctx.settings["needle"]["working_length_mm"])
+    target_in_bone = ctx.target_in_bone(target)
+    candidates = []
+    for d_index, u in enumerate(directions):
+        cand = _score_ray(
+            ctx,
+            target,
+            u,
+            s,
+            hu[d_index],
+            out[d_index],
+            surface[d_index],
+            None if lesion is None else lesion[d_index],
+            device,
+            target_in_bone,
+            weights,
+            cap,
+            max_tilt,
+            working,
+        )
+        candidates.append(cand)
+    if progress:
+        progress(1.0, "Done")
+    return Suggestions(target=target, candidates=candidates)
+
+
+def _score_ray(
+    ctx,
+    target,
+    u,
+    s,
+    hu,
+    out,
+    surface,
+    lesion,
+    device,
+    target_in_bone,
+    weights,
+    cap,
+    max_tilt,
+    working,
+) -> Candidate:
+    exits = np.nonzero(out)[0]
+    cc = math.degrees(math.asin(float(np.clip(-u[2], -1.0, 1.0))))  # needle runs entry->target
+    if len(exits) == 0:
+        return Candidate(target, u, float(s[-1]), 0.0, cc, -1.0, False, "no skin within reach")
+    exit_index = int(exits[0])
+    length = float(s[exit_index])
+    entry = target + u * length
+    body = slice(0, exit_index)
+    clearance = float(np.min(surface[body])) if exit_index > 0 else 0.0
+    base = dict(
+        entry=entry, direction=u, length_mm=length, clearance_mm=clearance, craniocaudal_deg=cc
+    )
+    if clearance <= 0.0:
+        return Candidate(**base, score=-1.0, valid=False, reason="crosses a structure")
+    gas = hu[body] <= ctx.body_min_hu
+    if gas.any():
+        return Candidate(**base, score=-1.0, valid=False, reason="crosses gas (bowel/lung)")
+    if length + working > device.length_mm:
+        return Candidate(**base, score=-1.0, valid=False, reason="needle too short")
+    if abs(cc) > max_tilt:
+        return Candidate(**base, score=-1.0, valid=False, reason="steeper than the gantry tilt")
+    bone = hu[body] >= ctx.bone_min_hu
+    run_end, run_start = target_bone_run(
+        bone, lesion[body] if lesion is not None else None, float(s[1] - s[0])
+    )
+    if run_end < len(bone) and bone[run_end:].any():
+        return Candidate(**base, score=-1.0, valid=False, reason="bone in the way")
+    if target_in_bone and run_end == 0:
+        return Candidate(**base, score=-1.0, valid=False, reason="misses the bone")
+    details: dict[str, Any] = {}
+    if target_in_bone:
+        cortex_point = target + u * float(s[max(run_end - 1, 0)])  # outer edge of its bone
+        incidence = ctx.incidence_deg(cortex_point, u)
+        details["incidence_deg"] = incidence
+        if incidence is not None and incidence > float(
+            ctx.settings["bone_access"]["max_incidence_deg"]
+        ):
+            return Candidate(**base, score=-1.0, valid=False, reason="tangential to the bone")
+        details["bone_run_mm"] = float(s[run_end] - s[run_start])
+    margin = min(max(clearance, 0.0), cap) / cap
+    length_score = max(0.0, 1.0 - length / float(s[-1]))
+    angle_score = max(0.0, 1.0 - abs(cc) / max_tilt)
+    score = (
+        weights["clearance"] * margin
+        + weights["length"] * length_score
+        + weights["angle"] * angle_score
+    )
+    route = _route(u, target_in_bone, details.get("bone_run_mm", 0.0))
+    return Candidate(**base, score=score, valid=True, route=route, details=details)
+
+
+def _route(u: np.ndarray, target_in_bone: bool, bone_run_mm: float) -> str:
+    """Route name for the usual vertebral approaches (the entry side is the patient's)."""
+    side = "left" if u[0] > 0 else "right"
+    if not target_in_bone or u[1] < 0.3:
+        return f"direct-{side}" if abs(u[0]) > 0.1 else "direct"
+    return f"{'transpedicular' if bone_run_mm >= 20.0 else 'parapedicular'}-{side}"

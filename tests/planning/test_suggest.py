@@ -1,0 +1,140 @@
+"""Automatic entry suggestions: analytic phantoms and the lumbar sample case."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from guideplan.core.volume import Volume
+from guideplan.io import load_series
+from guideplan.planning.devices import load_catalog
+from guideplan.planning.path_analysis import PathContext, analyze_path
+from guideplan.planning.structures import StructureField
+from guideplan.planning.suggest import suggest_entries
+
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
+LUMBAR = SAMPLES / "case01_l2_lytic_rfa_cement"
+
+
+def _phantom():
+    """Body: muscle cylinder (radius 80 mm, axis z) in air; bone ball (r 20) at the
+    centre; a 'cord' rod (r 5) 30 mm posterior of the centre along z."""
+    n = 181
+    vol = Volume(np.full((n // 2, n, n), -1000, np.int16), (1.0, 1.0, 1.0), (-90.0, -90.0, -45.0))
+    k, j, i = np.indices(vol.array.shape)
+    x, y, z = i - 90.0, j - 90.0, k - 45.0
+    vol.array[x**2 + y**2 <= 80**2] = 40
+    vol.array[x**2 + y**2 + z**2 <= 20**2] = 300
+    cord = (x**2 + (y - 30) ** 2) <= 25
+    vol.meta["modality"] = "CT"
+    return vol, cord
+
+
+def test_best_path_avoids_the_cord_and_stays_on_the_reachable_side():
+    vol, cord = _phantom()
+    field = StructureField.from_mask("cord", cord, vol, threshold_mm=10.0)
+    ctx = PathContext(vol, [field])
+    needle = load_catalog().get("needle-18g-150")
+    result = suggest_entries(ctx, (0.0, 0.0, 0.0), needle, position="prone")
+    best = result.ranked[0]
+    assert best.entry[1] > 0  # prone: posterior skin
+    report = analyze_path(ctx, best.entry, (0.0, 0.0, 0.0), needle)
+    codes = {w.code for w in report.warnings}
+    assert "CROSSES_STRUCTURE" not in codes
+    assert report.distances[0].distance_mm > 0
+    # Straight posterior would hit the cord: that direction must be rejected.
+    straight = min(result.candidates, key=lambda c: np.linalg.norm(c.direction - [0, 1, 0]))
+    assert not straight.valid and straight.reason == "crosses a structure"
+    # Every valid path leaves the body on the skin (radius 80 mm) and is that long.
+    for cand in result.ranked[:20]:
+        assert np.hypot(cand.entry[0], cand.entry[1]) == pytest.approx(80.0, abs=1.5)
+        assert cand.length_mm == pytest.approx(np.linalg.norm(cand.entry), abs=0.01)
+
+
+def test_supine_uses_the_anterior_skin():
+    vol, cord = _phantom()
+    ctx = PathContext(vol, [StructureField.from_mask("cord", cord, vol, 10.0)])
+    result = suggest_entries(
+        ctx, (0.0, 0.0, 0.0), load_catalog().get("needle-18g-150"), position="supine"
+    )
+    assert all(c.entry[1] < 0 for c in result.ranked)
+
+
+def test_gas_and_short_needles_are_rejected():
+    vol, cord = _phantom()
+    k, j, i = np.indices(vol.array.shape)
+    bowel = (i - 90.0) ** 2 + (j - 90.0 + 45.0) ** 2 + (k - 45.0) ** 2 <= 12**2
+    vol.array[bowel] = -1000  # a gas-filled bowel loop in front of the target
+    ctx = PathContext(vol, [])
+    result = suggest_entries(
+        ctx, (0.0, 0.0, 0.0), load_catalog().get("needle-16g-100"), position="supine"
+    )
+    reasons = {c.reason for c in result.candidates if not c.valid}
+    assert "crosses gas (bowel/lung)" in reasons
+    for cand in result.ranked:
+        assert cand.length_mm + 20 <= 100
+
+
+@pytest.mark.skipif(not LUMBAR.is_dir(), reason="sample data missing")
+def test_lumbar_case_top_suggestion_is_posterior_and_clear_of_the_canal():
+    vol = load_series(LUMBAR / "ct")
+    canal = sitk.GetArrayFromImage(sitk.ReadImage(str(LUMBAR / "truth" / "canal.nrrd"))) > 0
+    truth = json.loads((LUMBAR / "truth" / "truth.json").read_text())
+    target = np.array(truth["lesion"]["center_lps"])
+    ctx = PathContext(vol, [StructureField.from_mask("canal", canal, vol, 10.0)])
+    trocar = load_catalog().get("trocar-11g-125")
+    result = suggest_entries(ctx, target, trocar, position="prone")
+    best = result.ranked[0]
+    assert best.route.startswith(("transpedicular", "parapedicular"))
+    assert best.entry[1] > target[1] + 30  # entry on the back
+    report = analyze_path(ctx, best.entry, target, trocar)
+    assert report.distances[0].distance_mm > 2.0
+    assert "CROSSES_STRUCTURE" not in {w.code for w in report.warnings}
+    routes = result.best_per_route()
+    assert any(r.endswith("left") for r in routes) and any(r.endswith("right") for r in routes)
+
+
+@pytest.mark.skipif(not LUMBAR.is_dir(), reason="sample data missing")
+def test_cli_plan_and_suggest_json():
+    common = [
+        str(LUMBAR),
+        "--target",
+        "-4,44,1",
+        "--labels",
+        str(LUMBAR / "truth"),
+        "--device",
+        "trocar-11g-125",
+        "--json",
+    ]
+    plan = subprocess.run(
+        [sys.executable, "-m", "guideplan.cli", "plan", *common, "--entry", "-88,99,18"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    doc = json.loads(plan.stdout)
+    assert doc["toward"] == "left" and doc["craniocaudal_deg"] < 0
+    assert {d["structure"] for d in doc["distances"]} == {"canal"}
+    sug = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "guideplan.cli",
+            "suggest",
+            *common,
+            "--position",
+            "prone",
+            "--top",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out = json.loads(sug.stdout)
+    assert len(out["suggestions"]) == 3
+    assert out["suggestions"][0]["score"] >= out["suggestions"][1]["score"]
