@@ -72,3 +72,9 @@ class CaseFileError(GuideplanError):
     """A case file is broken, foreign, or from a newer version."""
 
     title = "Cannot open case"
+
+
+class RegistrationError(GuideplanError):
+    """Two images cannot be aligned as asked (too few landmarks, no overlap ...)."""
+
+    title = "Cannot register"

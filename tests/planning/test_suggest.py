@@ -65,7 +65,7 @@ def test_supine_uses_the_anterior_skin():
 
 
 def test_gas_and_short_needles_are_rejected():
-    vol, cord = _phantom()
+    vol, _ = _phantom()
     k, j, i = np.indices(vol.array.shape)
     bowel = (i - 90.0) ** 2 + (j - 90.0 + 45.0) ** 2 + (k - 45.0) ** 2 <= 12**2
     vol.array[bowel] = -1000  # a gas-filled bowel loop in front of the target
