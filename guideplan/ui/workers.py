@@ -102,9 +102,11 @@ class TaskHandle(QObject):
 
     @Slot(float, str)
     def _progress(self, fraction: float, message: str) -> None:
-        if self.dialog is not None:
-            self.dialog.setValue(int(max(0.0, min(1.0, fraction)) * 1000))
-            self.dialog.setLabelText(message)
+        dialog = self.dialog  # setValue() of a modal dialog processes events: the task
+        if dialog is None:  # may finish (and drop the dialog) inside this call
+            return
+        dialog.setLabelText(message)
+        dialog.setValue(int(max(0.0, min(1.0, fraction)) * 1000))
 
     def _stop(self) -> None:
         if self.dialog is not None:
@@ -122,13 +124,22 @@ class TaskHandle(QObject):
     @Slot(object)
     def _finished(self, result: Any) -> None:
         self._stop()
-        self._on_done(result)
+        try:
+            self._on_done(result)
+        except GuideplanError as exc:  # e.g. the scanned folder holds nothing to load
+            self._report(exc.title, str(exc), unexpected=False)
+        except Exception as exc:
+            traceback.print_exc()
+            self._report("Unexpected error", f"{type(exc).__name__}: {exc}", unexpected=True)
 
     @Slot(str, str, bool)
     def _failed(self, title: str, message: str, unexpected: bool) -> None:
         self._stop()
         if not title:  # cancelled
             return
+        self._report(title, message, unexpected)
+
+    def _report(self, title: str, message: str, unexpected: bool) -> None:
         if self._on_error is not None:
             self._on_error(title, message)
             return
