@@ -51,6 +51,7 @@ def _sitk():
 
     return SimpleITK
 
+
 FORMAT = "guideplan-case"
 SCHEMA_VERSION = 1
 CASE_JSON = "case.json"
@@ -519,8 +520,10 @@ def _describe(spec: PayloadSpec) -> dict[str, Any]:
 def _write_payload(data_dir: Path, key: str, spec: PayloadSpec) -> Path:
     """Write one payload durably under a new unique name; return its final path."""
     slug = re.sub(r"[^A-Za-z0-9_-]+", "_", key).strip("_")[:60] or "payload"
-    ext = "nrrd" if isinstance(spec, ImagePayload) else (
-        "tfm" if isinstance(spec, TransformPayload) else "npy"
+    ext = (
+        "nrrd"
+        if isinstance(spec, ImagePayload)
+        else ("tfm" if isinstance(spec, TransformPayload) else "npy")
     )
     token = secrets.token_hex(6)
     tmp = data_dir / f".tmp.{token}.{slug}.{ext}"  # the writer picks its format by extension

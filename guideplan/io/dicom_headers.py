@@ -21,6 +21,13 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from guideplan.io.fast_header import (
+    CHARSETS,
+    FastHeader,
+    encapsulated_complete,
+    read_fast_header,
+)
+
 #: SOP classes whose instances are image slices we can stack into volumes.
 VOLUME_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.2": "CT Image",
@@ -156,10 +163,27 @@ def read_headers(ref: FileRef) -> list[FrameHeader] | SkippedFile:
     """Parse one file; return its frames, or why it was skipped."""
     try:
         with ref.open() as fp:
+            file_size = ref.size()
+            fast = read_fast_header(fp, file_size)
+            if fast is not None:
+                frames = _frames_from_fast(fast, ref, file_size)
+                if (
+                    isinstance(frames, list)
+                    and fast.pixel_length is None
+                    and not encapsulated_complete(fp, fast.pixel_offset, file_size)
+                ):
+                    return SkippedFile(
+                        str(ref),
+                        "compressed pixel data truncated (the file was cut short; copy "
+                        "it again from the source)",
+                        frames[0].series_uid,
+                    )
+                if frames is not None:
+                    return frames
+            fp.seek(0)
             ds = _dcmread(fp)
             if isinstance(ds, str):
                 return SkippedFile(str(ref), ds)
-            file_size = ref.size()
             return _frames_from_dataset(ds, ref, file_size)
     except (OSError, zipfile.BadZipFile) as exc:
         return SkippedFile(str(ref), f"cannot read file: {exc}")
@@ -186,41 +210,81 @@ def _dcmread(fp) -> pydicom.Dataset | str:
 
 def _frames_from_dataset(ds: pydicom.Dataset, ref: FileRef, file_size: int):
     meta = getattr(ds, "file_meta", None)
-    sop_class = str(
-        ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else "")
-    )
-    if sop_class == MEDIA_STORAGE_DIRECTORY or "DirectoryRecordSequence" in ds:
-        return SkippedFile(str(ref), "DICOMDIR index (the images it lists are scanned as files)")
-    if sop_class and sop_class not in VOLUME_SOP_CLASSES:
-        name = UID(sop_class).name if UID(sop_class).is_valid else sop_class
-        return SkippedFile(str(ref), f"not an image slice ({name})")
-    series_uid = str(ds.get("SeriesInstanceUID", "") or "")
-    if "PixelData" not in ds:
-        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
-            return SkippedFile(str(ref), "float pixel data is not supported", series_uid)
-        return SkippedFile(str(ref), "no pixel data in the file", series_uid)
-    if "SeriesInstanceUID" not in ds:
-        return SkippedFile(str(ref), "no SeriesInstanceUID: cannot tell which series it belongs to")
-
     ts = str(meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")) if meta else "1.2.840.10008.1.2"
+    media_sop = str(meta.get("MediaStorageSOPClassUID", "")) if meta else ""
     raw = ds.get_item(0x7FE00010, keep_deferred=True)
     pixel_offset = pixel_length = None
     if ts in UNCOMPRESSED_SYNTAXES:
         pixel_offset = getattr(raw, "value_tell", None)
         length = getattr(raw, "length", None)
         pixel_length = None if length in (None, 0xFFFFFFFF) else int(length)
+    return _frames_from_values(
+        _RawReader(ds), ref, file_size, media_sop, ts, pixel_offset, pixel_length, ds
+    )
 
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+
+def _frames_from_fast(fast: FastHeader, ref: FileRef, file_size: int):
+    """Frames from the fast reader, or None where pydicom must take over."""
+    get = _FastReader(fast.values)
+    charset = get.text(0x00080005)
+    if charset not in CHARSETS:
+        return None
+    get.encoding = CHARSETS[charset]
+    frames_value = get.integer(0x00280008)
+    if get.has(0x52009230) or (frames_value or 1) > 1 or get.text(0x00080060) == "PT":
+        return None
+    ts = fast.transfer_syntax
+    uncompressed = ts in UNCOMPRESSED_SYNTAXES
+    return _frames_from_values(
+        get,
+        ref,
+        file_size,
+        fast.media_sop_class,
+        ts,
+        fast.pixel_offset if uncompressed else None,
+        fast.pixel_length if uncompressed else None,
+        None,
+        has_pixels=fast.pixel_offset is not None,
+    )
+
+
+def _frames_from_values(
+    get,
+    ref: FileRef,
+    file_size: int,
+    media_sop: str,
+    ts: str,
+    pixel_offset: int | None,
+    pixel_length: int | None,
+    ds: pydicom.Dataset | None,
+    has_pixels: bool | None = None,
+):
+    """FrameHeaders from attribute values, whichever reader produced them."""
+    sop_class = get.text(0x00080016) or media_sop
+    if sop_class == MEDIA_STORAGE_DIRECTORY or get.has(0x00041220):
+        return SkippedFile(str(ref), "DICOMDIR index (the images it lists are scanned as files)")
+    if sop_class and sop_class not in VOLUME_SOP_CLASSES:
+        name = UID(sop_class).name if UID(sop_class).is_valid else sop_class
+        return SkippedFile(str(ref), f"not an image slice ({name})")
+    series_uid = get.text(0x0020000E)
+    if not (get.has(0x7FE00010) if has_pixels is None else has_pixels):
+        if get.has(0x7FE00008) or get.has(0x7FE00009):
+            return SkippedFile(str(ref), "float pixel data is not supported", series_uid)
+        return SkippedFile(str(ref), "no pixel data in the file", series_uid)
+    if not series_uid:
+        return SkippedFile(str(ref), "no SeriesInstanceUID: cannot tell which series it belongs to")
+
+    samples = get.us(0x00280002, 1)
     if samples != 1:
         return SkippedFile(
             str(ref), f"colour image ({samples} samples per pixel) is not a volume slice"
         )
-    rows = int(ds.get("Rows", 0) or 0)
-    columns = int(ds.get("Columns", 0) or 0)
+    rows = get.us(0x00280010, 0)
+    columns = get.us(0x00280011, 0)
     if rows == 0 or columns == 0:
         return SkippedFile(str(ref), "image has zero rows or columns")
-    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
-    bits_allocated = int(ds.get("BitsAllocated", 16) or 16)
+    n_frames = get.integer(0x00280008) or 1
+    bits_allocated = get.us(0x00280100, 16)
 
     if pixel_offset is not None and pixel_length is not None:
         expected = rows * columns * bits_allocated // 8 * n_frames
@@ -234,14 +298,13 @@ def _frames_from_dataset(ds: pydicom.Dataset, ref: FileRef, file_size: int):
                 series_uid,
             )
 
-    get = _RawReader(ds)
     modality = get.text(0x00080060)
     base = dict(
         ref=ref,
         n_frames_in_file=n_frames,
         sop_class_uid=sop_class,
         sop_instance_uid=get.text(0x00080018),
-        series_uid=get.text(0x0020000E),
+        series_uid=series_uid,
         study_uid=get.text(0x0020000D),
         frame_of_reference_uid=get.text(0x00200052),
         modality=modality,
@@ -249,8 +312,8 @@ def _frames_from_dataset(ds: pydicom.Dataset, ref: FileRef, file_size: int):
         rows=rows,
         columns=columns,
         bits_allocated=bits_allocated,
-        bits_stored=int(ds.get("BitsStored", bits_allocated) or bits_allocated),
-        pixel_representation=int(ds.get("PixelRepresentation", 0) or 0),
+        bits_stored=get.us(0x00280101, bits_allocated),
+        pixel_representation=get.us(0x00280103, 0),
         samples_per_pixel=samples,
         photometric=get.text(0x00280004) or "MONOCHROME2",
         transfer_syntax=ts,
@@ -266,10 +329,11 @@ def _frames_from_dataset(ds: pydicom.Dataset, ref: FileRef, file_size: int):
         patient_id=get.text(0x00100020),
         patient_position=get.text(0x00185100),
         study_date=get.text(0x00080020),
-        pet=_pet_info(ds) if modality == "PT" else None,
+        pet=_pet_info(ds) if modality == "PT" and ds is not None else None,
     )
 
-    if "PerFrameFunctionalGroupsSequence" in ds or n_frames > 1:
+    if get.has(0x52009230) or n_frames > 1:
+        assert ds is not None  # the fast reader leaves multi-frame files to pydicom
         return _enhanced_frames(ds, base, n_frames)
 
     slope = get.number(0x00281053)
@@ -359,40 +423,41 @@ def _join_dt(date, time) -> str | None:
     return f"{date or ''}{time}"
 
 
-class _RawReader:
-    """Text-valued attributes read from the raw bytes, skipping pydicom's conversion.
+class _ValueReader:
+    """Attribute values as the loader needs them, from raw text where possible.
 
     Converting values through pydicom costs more than parsing the whole header; the
     handful of string attributes volume building needs (UI, CS, LO, DS, IS, PN ...) are
-    decoded here directly. Values already converted by pydicom are used as they are.
+    decoded here directly. Subclasses say where the raw value comes from.
     """
 
-    def __init__(self, ds: pydicom.Dataset) -> None:
-        self._ds = ds
+    encoding = "latin-1"
 
-    def _raw(self, tag: int):
-        elem = self._ds.get_item(tag, keep_deferred=True)
-        if elem is None:
-            return None
-        value = elem.value
-        if isinstance(value, bytes):
-            return value.decode("latin-1").strip(" \x00")
-        return value
+    def _raw(self, tag: int):  # bytes, an already converted value, or None
+        raise NotImplementedError
+
+    def has(self, tag: int) -> bool:
+        raise NotImplementedError
+
+    def us(self, tag: int, default: int) -> int:
+        raise NotImplementedError
 
     def text(self, tag: int) -> str:
         value = self._raw(tag)
         if value is None:
             return ""
-        if isinstance(value, str):
-            return value.strip()
+        if isinstance(value, bytes):
+            return value.decode(self.encoding).strip(" \x00")
         return str(value).strip()
 
     def texts(self, tag: int) -> list[str]:
         value = self._raw(tag)
         if value is None:
             return []
+        if isinstance(value, bytes):
+            value = value.decode(self.encoding).strip(" \x00")
         if isinstance(value, str):
-            return [v.strip() for v in value.split("\\")]
+            return [v.strip() for v in value.split("\\")] if value else []
         return [str(v).strip() for v in _as_list(value)]
 
     def vector(self, tag: int, n: int) -> np.ndarray | None:
@@ -405,6 +470,55 @@ class _RawReader:
     def integer(self, tag: int) -> int | None:
         value = self.number(tag)
         return None if value is None else int(value)
+
+
+class _RawReader(_ValueReader):
+    """Values from a pydicom dataset (deferred/raw elements read without conversion)."""
+
+    def __init__(self, ds: pydicom.Dataset) -> None:
+        self._ds = ds
+
+    #: Free-text attributes decoded by pydicom with the file's character set.
+    _TEXT_TAGS = frozenset({0x00100010, 0x00100020, 0x0008103E})
+
+    def _raw(self, tag: int):
+        if tag in self._TEXT_TAGS:
+            return str(self._ds[tag].value) if tag in self._ds else None
+        elem = self._ds.get_item(tag, keep_deferred=True)
+        if elem is None:
+            return None
+        value = elem.value
+        if isinstance(value, bytes):
+            return value.decode("latin-1").strip(" \x00")
+        return value
+
+    def has(self, tag: int) -> bool:
+        return tag in self._ds
+
+    def us(self, tag: int, default: int) -> int:
+        if tag not in self._ds:
+            return default
+        value = self._ds[tag].value
+        return default if value in (None, "") else int(value)
+
+
+class _FastReader(_ValueReader):
+    """Values from :mod:`guideplan.io.fast_header` (raw bytes by tag)."""
+
+    def __init__(self, values: dict[int, bytes]) -> None:
+        self._values = values
+
+    def _raw(self, tag: int):
+        return self._values.get(tag)
+
+    def has(self, tag: int) -> bool:
+        return tag in self._values
+
+    def us(self, tag: int, default: int) -> int:
+        value = self._values.get(tag)
+        if not value or len(value) < 2:
+            return default
+        return int.from_bytes(value[:2], "little")
 
 
 def _pair(value) -> tuple[float, float] | None:

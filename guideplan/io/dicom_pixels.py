@@ -42,13 +42,15 @@ def read_frames(
     out: np.ndarray,
     progress: Callable[[int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
-    workers: int = 4,
+    workers: int = 2,
 ) -> None:
     """Fill ``out[k]`` with the stored values of ``frames[k]`` (no rescale applied).
 
     ``out`` must have dtype ``stored_dtype(frames[0])`` in native byte order and shape
     (n, rows, columns).
     """
+    # Two workers: more threads first-touching one fresh buffer contend in the kernel's
+    # page-fault path (measured, 400 x 512 x 512: 1 worker 0.067 s, 2 0.062 s, 4 0.162 s).
     # Jobs: each native frame alone (a seek + readinto); compressed frames grouped by file
     # so that a multi-frame file is opened and parsed once.
     jobs: list[list[int]] = []

@@ -183,10 +183,10 @@ def _read_all_headers(
     frames: list[FrameHeader] = []
     skipped: list[SkippedFile] = []
     n = len(refs)
-    # Header parsing is pure Python and holds the GIL: threads only add contention on a
-    # warm cache (measured: 1 thread 0.18 s, 4 threads 0.43 s for 400 CT headers). More
-    # workers help only for slow (network) file systems, so they are opt-in.
-    workers = workers or 1
+    # Most headers go through the fast reader, whose file reads release the GIL: two
+    # threads overlap them (measured, 400 CT headers: 1 thread 0.122 s, 2 0.081 s,
+    # 4 0.072 s); more only adds contention on 2 cores.
+    workers = workers or 2
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for done, result in enumerate(pool.map(read_headers, refs), start=1):
             if isinstance(result, SkippedFile):

@@ -219,8 +219,9 @@ def write_slices(
     series_uid = spec.resolved_series_uid()
     paths = []
     for idx in range(n):
-        stored = to_stored(frames[idx], slopes[idx], intercepts[idx], pixel_representation,
-                           bits_stored)
+        stored = to_stored(
+            frames[idx], slopes[idx], intercepts[idx], pixel_representation, bits_stored
+        )
         sop_uid = _uid(spec.seed, series_uid, "sop", str(idx), names[idx])
         ds = _base_dataset(spec, SOP_CLASS_BY_MODALITY[modality], sop_uid)
         ds.InstanceNumber = int(numbers[idx])
@@ -231,8 +232,9 @@ def write_slices(
         ds.ImagePositionPatient = [_ds(v) for v in pos[idx]]
         ds.SliceThickness = _ds(thickness)
         ds.SliceLocation = _ds(float(pos[idx] @ normal))
-        _set_image_pixel_attrs(ds, rows, cols, pixel_representation, bits_stored,
-                               spec.transfer_syntax)
+        _set_image_pixel_attrs(
+            ds, rows, cols, pixel_representation, bits_stored, spec.transfer_syntax
+        )
         ds.WindowCenter = _ds(window[0])
         ds.WindowWidth = _ds(max(window[1], 1.0))
         if modality == "CT":
@@ -259,8 +261,7 @@ def write_volume(volume: Volume, out_dir: str | Path, spec: SeriesSpec, **kw) ->
     n = volume.array.shape[0]
     positions = origin + np.outer(np.arange(n) * sz, d[:, 2])
     kw.setdefault("slice_thickness", sz)
-    return write_slices(out_dir, volume.array, positions, d[:, 0], d[:, 1], (sy, sx), spec,
-                        **kw)
+    return write_slices(out_dir, volume.array, positions, d[:, 0], d[:, 1], (sy, sx), spec, **kw)
 
 
 def write_enhanced(
@@ -298,8 +299,11 @@ def write_enhanced(
     thickness = float(slice_thickness) if slice_thickness is not None else float(sz)
     series_uid = spec.resolved_series_uid()
 
-    ds = _base_dataset(spec, ENHANCED_SOP_CLASS_BY_MODALITY[modality],
-                       _uid(spec.seed, series_uid, "sop", "enhanced"))
+    ds = _base_dataset(
+        spec,
+        ENHANCED_SOP_CLASS_BY_MODALITY[modality],
+        _uid(spec.seed, series_uid, "sop", "enhanced"),
+    )
     ds.InstanceNumber = 1
     ds.AcquisitionNumber = spec.acquisition_number
     acq_dt = spec.study_date + spec.study_time
@@ -317,8 +321,7 @@ def write_enhanced(
     ds.PresentationLUTShape = "IDENTITY"
     ds.NumberOfFrames = n
     ds.AcquisitionContextSequence = DicomSequence()
-    _set_image_pixel_attrs(ds, rows, cols, pixel_representation, bits_stored,
-                           spec.transfer_syntax)
+    _set_image_pixel_attrs(ds, rows, cols, pixel_representation, bits_stored, spec.transfer_syntax)
     if modality == "MR":
         _add_enhanced_mr_image(ds, spec)
 
@@ -326,27 +329,45 @@ def write_enhanced(
     dim_uid = _uid(spec.seed, series_uid, "dimension-organization")
     ds.DimensionOrganizationType = "3D"
     ds.DimensionOrganizationSequence = DicomSequence([_item(DimensionOrganizationUID=dim_uid)])
-    ds.DimensionIndexSequence = DicomSequence([
-        _item(DimensionOrganizationUID=dim_uid, DimensionIndexPointer=0x00209056,
-              FunctionalGroupPointer=0x00209111, DimensionDescriptionLabel="Stack ID"),
-        _item(DimensionOrganizationUID=dim_uid, DimensionIndexPointer=0x00209057,
-              FunctionalGroupPointer=0x00209111,
-              DimensionDescriptionLabel="In-Stack Position Number"),
-    ])
+    ds.DimensionIndexSequence = DicomSequence(
+        [
+            _item(
+                DimensionOrganizationUID=dim_uid,
+                DimensionIndexPointer=0x00209056,
+                FunctionalGroupPointer=0x00209111,
+                DimensionDescriptionLabel="Stack ID",
+            ),
+            _item(
+                DimensionOrganizationUID=dim_uid,
+                DimensionIndexPointer=0x00209057,
+                FunctionalGroupPointer=0x00209111,
+                DimensionDescriptionLabel="In-Stack Position Number",
+            ),
+        ]
+    )
 
     shared = Dataset()
-    shared.PixelMeasuresSequence = DicomSequence([_item(
-        PixelSpacing=[_ds(sy), _ds(sx)], SliceThickness=_ds(thickness),
-        SpacingBetweenSlices=_ds(sz))])
-    shared.PlaneOrientationSequence = DicomSequence([_item(
-        ImageOrientationPatient=[_ds(v) for v in (*row_c, *col_c)])])
+    shared.PixelMeasuresSequence = DicomSequence(
+        [
+            _item(
+                PixelSpacing=[_ds(sy), _ds(sx)],
+                SliceThickness=_ds(thickness),
+                SpacingBetweenSlices=_ds(sz),
+            )
+        ]
+    )
+    shared.PlaneOrientationSequence = DicomSequence(
+        [_item(ImageOrientationPatient=[_ds(v) for v in (*row_c, *col_c)])]
+    )
     shared.FrameAnatomySequence = DicomSequence([_frame_anatomy(spec)])
     window = spec.window or _default_window(modality, arr)
-    shared.FrameVOILUTSequence = DicomSequence([_item(
-        WindowCenter=_ds(window[0]), WindowWidth=_ds(max(window[1], 1.0)))])
+    shared.FrameVOILUTSequence = DicomSequence(
+        [_item(WindowCenter=_ds(window[0]), WindowWidth=_ds(max(window[1], 1.0)))]
+    )
     if not per_frame_rescale:
-        shared.PixelValueTransformationSequence = DicomSequence([
-            _pixel_value_transformation(modality, slopes[0], intercepts[0])])
+        shared.PixelValueTransformationSequence = DicomSequence(
+            [_pixel_value_transformation(modality, slopes[0], intercepts[0])]
+        )
     if modality == "CT":
         _add_enhanced_ct_shared(shared, spec, rows, cols, sx, sy)
     else:
@@ -356,25 +377,44 @@ def write_enhanced(
     per_frame = []
     stored = np.empty((n, rows, cols), dtype=_stored_dtype(pixel_representation, bits_stored))
     for k in range(n):
-        stored[k] = to_stored(arr[k], slopes[k], intercepts[k], pixel_representation,
-                              bits_stored)
+        stored[k] = to_stored(arr[k], slopes[k], intercepts[k], pixel_representation, bits_stored)
         item = Dataset()
-        item.FrameContentSequence = DicomSequence([_item(
-            FrameAcquisitionNumber=k + 1, FrameReferenceDateTime=acq_dt,
-            FrameAcquisitionDateTime=acq_dt, FrameAcquisitionDuration=_ds(10.0),
-            StackID="1", InStackPositionNumber=k + 1, DimensionIndexValues=[1, k + 1])])
-        item.PlanePositionSequence = DicomSequence([_item(
-            ImagePositionPatient=[_ds(v) for v in positions[k]])])
+        item.FrameContentSequence = DicomSequence(
+            [
+                _item(
+                    FrameAcquisitionNumber=k + 1,
+                    FrameReferenceDateTime=acq_dt,
+                    FrameAcquisitionDateTime=acq_dt,
+                    FrameAcquisitionDuration=_ds(10.0),
+                    StackID="1",
+                    InStackPositionNumber=k + 1,
+                    DimensionIndexValues=[1, k + 1],
+                )
+            ]
+        )
+        item.PlanePositionSequence = DicomSequence(
+            [_item(ImagePositionPatient=[_ds(v) for v in positions[k]])]
+        )
         if per_frame_rescale:
-            item.PixelValueTransformationSequence = DicomSequence([
-                _pixel_value_transformation(modality, slopes[k], intercepts[k])])
+            item.PixelValueTransformationSequence = DicomSequence(
+                [_pixel_value_transformation(modality, slopes[k], intercepts[k])]
+            )
         if modality == "CT":
-            item.CTPositionSequence = DicomSequence([_item(
-                TablePosition=_ds(float(positions[k][2])),
-                ReconstructionTargetCenterPatient=[_ds(v) for v in _frame_center(
-                    positions[k], row_c, col_c, rows, cols, sx, sy)],
-                DataCollectionCenterPatient=[_ds(v) for v in _frame_center(
-                    positions[k], row_c, col_c, rows, cols, sx, sy)])])
+            item.CTPositionSequence = DicomSequence(
+                [
+                    _item(
+                        TablePosition=_ds(float(positions[k][2])),
+                        ReconstructionTargetCenterPatient=[
+                            _ds(v)
+                            for v in _frame_center(positions[k], row_c, col_c, rows, cols, sx, sy)
+                        ],
+                        DataCollectionCenterPatient=[
+                            _ds(v)
+                            for v in _frame_center(positions[k], row_c, col_c, rows, cols, sx, sy)
+                        ],
+                    )
+                ]
+            )
         per_frame.append(item)
     ds.PerFrameFunctionalGroupsSequence = DicomSequence(per_frame)
     _set_pixel_data(ds, stored, spec.transfer_syntax)
@@ -387,7 +427,10 @@ def write_enhanced(
 
 
 def to_stored(
-    values: np.ndarray, slope: float, intercept: float, pixel_representation: int,
+    values: np.ndarray,
+    slope: float,
+    intercept: float,
+    pixel_representation: int,
     bits_stored: int,
 ) -> np.ndarray:
     """Real-world values -> stored integers: round((v - b) / m), clipped to the stored range."""
@@ -412,8 +455,7 @@ def _base_dataset(spec: SeriesSpec, sop_class: UID, sop_uid: str) -> Dataset:
     ds.file_meta.TransferSyntaxUID = UID(spec.transfer_syntax)
     ds.file_meta.ImplementationClassUID = _IMPLEMENTATION_UID
     ds.file_meta.ImplementationVersionName = "GUIDEPLAN_1"
-    texts = (spec.patient_name, spec.study_description, spec.series_description,
-             spec.manufacturer)
+    texts = (spec.patient_name, spec.study_description, spec.series_description, spec.manufacturer)
     if not all(t.isascii() for t in texts):
         ds.SpecificCharacterSet = "ISO_IR 192"
     ds.SOPClassUID = sop_class
@@ -471,7 +513,11 @@ def _base_dataset(spec: SeriesSpec, sop_class: UID, sop_uid: str) -> Dataset:
 
 
 def _set_image_pixel_attrs(
-    ds: Dataset, rows: int, cols: int, pixel_representation: int, bits_stored: int,
+    ds: Dataset,
+    rows: int,
+    cols: int,
+    pixel_representation: int,
+    bits_stored: int,
     transfer_syntax: str,
 ) -> None:
     if pixel_representation not in (0, 1):
@@ -491,8 +537,9 @@ def _set_image_pixel_attrs(
     ds.PixelRepresentation = pixel_representation
 
 
-def _add_ct_image(ds: Dataset, spec: SeriesSpec, slope: float, intercept: float,
-                  tilt_deg: float) -> None:
+def _add_ct_image(
+    ds: Dataset, spec: SeriesSpec, slope: float, intercept: float, tilt_deg: float
+) -> None:
     """CT Image module (plus the CT-specific acquisition attributes viewers show)."""
     ds.RescaleIntercept = _ds(intercept)
     ds.RescaleSlope = _ds(slope)
@@ -511,8 +558,9 @@ def _add_ct_image(ds: Dataset, spec: SeriesSpec, slope: float, intercept: float,
     ds.PatientPosition = spec.patient_position
 
 
-def _add_mr_image(ds: Dataset, spec: SeriesSpec, spacing_between: float, slope: float,
-                  intercept: float) -> None:
+def _add_mr_image(
+    ds: Dataset, spec: SeriesSpec, spacing_between: float, slope: float, intercept: float
+) -> None:
     """MR Image module; rescale only when it is not the identity (MR IOD has none)."""
     ds.ScanningSequence = spec.scanning_sequence
     ds.SequenceVariant = spec.sequence_variant
@@ -538,8 +586,9 @@ def _add_mr_image(ds: Dataset, spec: SeriesSpec, spacing_between: float, slope: 
         ds.RescaleType = "US"
 
 
-def _add_pet(ds: Dataset, spec: SeriesSpec, n: int, idx: int, slope: float,
-             tilt_deg: float) -> None:
+def _add_pet(
+    ds: Dataset, spec: SeriesSpec, n: int, idx: int, slope: float, tilt_deg: float
+) -> None:
     """PET Series, PET Isotope, NM/PET Patient Orientation and PET Image modules."""
     ds.Units = spec.units
     ds.CountsSource = "EMISSION"
@@ -557,17 +606,20 @@ def _add_pet(ds: Dataset, spec: SeriesSpec, n: int, idx: int, slope: float,
     isotope.RadionuclideCodeSequence = DicomSequence([_code("77004003", "SCT", "^18^Fluorine")])
     isotope.RadiopharmaceuticalStartTime = spec.radiopharmaceutical_start_time
     isotope.RadiopharmaceuticalStartDateTime = (
-        spec.resolved_series_date() + spec.radiopharmaceutical_start_time)
+        spec.resolved_series_date() + spec.radiopharmaceutical_start_time
+    )
     if spec.radionuclide_total_dose_bq is not None:
         isotope.RadionuclideTotalDose = _ds(spec.radionuclide_total_dose_bq)
     isotope.RadionuclideHalfLife = _ds(spec.radionuclide_half_life_s)
     isotope.RadionuclidePositronFraction = _ds(0.9673)
     isotope.Radiopharmaceutical = spec.radiopharmaceutical
-    isotope.RadiopharmaceuticalCodeSequence = DicomSequence([
-        _code("35321007", "SCT", "Fluorodeoxyglucose F^18^")])
+    isotope.RadiopharmaceuticalCodeSequence = DicomSequence(
+        [_code("35321007", "SCT", "Fluorodeoxyglucose F^18^")]
+    )
     ds.RadiopharmaceuticalInformationSequence = DicomSequence([isotope])
     ds.PatientOrientationCodeSequence, ds.PatientGantryRelationshipCodeSequence = (
-        _pet_orientation_codes(spec.patient_position))
+        _pet_orientation_codes(spec.patient_position)
+    )
     # PET Image
     ds.RescaleIntercept = _ds(0.0)
     ds.RescaleSlope = _ds(slope)
@@ -584,15 +636,22 @@ def _pet_orientation_codes(patient_position: str) -> tuple[DicomSequence, DicomS
     """NM/PET Patient Orientation codes (CID 19/20/21) for a PatientPosition like HFS."""
     pos = patient_position.upper()
     orientation = _code("102538003", "SCT", "recumbent")
-    modifier = {"S": ("40199007", "supine"), "P": ("1240000", "prone"),
-                "L": ("102535000", "left lateral decubitus"),
-                "R": ("102536004", "right lateral decubitus")}
+    modifier = {
+        "S": ("40199007", "supine"),
+        "P": ("1240000", "prone"),
+        "L": ("102535000", "left lateral decubitus"),
+        "R": ("102536004", "right lateral decubitus"),
+    }
     key = pos[-1:] if pos[-2:] not in ("DL", "DR") else pos[-1]
     if key in modifier:
-        orientation.PatientOrientationModifierCodeSequence = DicomSequence([
-            _code(modifier[key][0], "SCT", modifier[key][1])])
-    gantry = (_code("102541007", "SCT", "feet-first") if pos.startswith("FF")
-              else _code("102540008", "SCT", "headfirst"))
+        orientation.PatientOrientationModifierCodeSequence = DicomSequence(
+            [_code(modifier[key][0], "SCT", modifier[key][1])]
+        )
+    gantry = (
+        _code("102541007", "SCT", "feet-first")
+        if pos.startswith("FF")
+        else _code("102540008", "SCT", "headfirst")
+    )
     return DicomSequence([orientation]), DicomSequence([gantry])
 
 
@@ -624,90 +683,213 @@ def _add_enhanced_mr_image(ds: Dataset, spec: SeriesSpec) -> None:
     ds.NumberOfKSpaceTrajectories = 1
 
 
-def _add_enhanced_ct_shared(shared: Dataset, spec: SeriesSpec, rows: int, cols: int,
-                            sx: float, sy: float) -> None:
+def _add_enhanced_ct_shared(
+    shared: Dataset, spec: SeriesSpec, rows: int, cols: int, sx: float, sy: float
+) -> None:
     """CT functional groups that hold for every frame of an original acquisition."""
     image_type = _enhanced_image_type(spec.resolved_image_type())
-    shared.CTImageFrameTypeSequence = DicomSequence([_item(
-        FrameType=list(image_type), PixelPresentation="MONOCHROME",
-        VolumetricProperties="VOLUME", VolumeBasedCalculationTechnique="NONE")])
-    shared.CTAcquisitionTypeSequence = DicomSequence([_item(
-        AcquisitionType="SPIRAL", ConstantVolumeFlag="NO", FluoroscopyFlag="NO")])
-    shared.CTAcquisitionDetailsSequence = DicomSequence([_item(
-        DataCollectionDiameter=_ds(500.0), GantryDetectorTilt=_ds(0.0),
-        TableHeight=_ds(150.0), RotationDirection="CW", RevolutionTime=_ds(0.5),
-        SingleCollimationWidth=_ds(0.625), TotalCollimationWidth=_ds(40.0))])
-    shared.CTTableDynamicsSequence = DicomSequence([_item(
-        TableSpeed=_ds(80.0), TableFeedPerRotation=_ds(40.0), SpiralPitchFactor=_ds(1.0))])
-    shared.CTGeometrySequence = DicomSequence([_item(
-        DistanceSourceToDetector=_ds(1040.0), DistanceSourceToDataCollectionCenter=_ds(570.0))])
-    shared.CTReconstructionSequence = DicomSequence([_item(
-        ReconstructionAlgorithm="FILTER_BACK_PROJ", ConvolutionKernel=spec.convolution_kernel,
-        ConvolutionKernelGroup="SOFT_TISSUE",
-        ReconstructionDiameter=_ds(max(rows * sy, cols * sx)),
-        ReconstructionPixelSpacing=[_ds(sy), _ds(sx)], ReconstructionAngle=_ds(360.0),
-        ImageFilter="NONE")])
-    shared.CTExposureSequence = DicomSequence([_item(
-        ExposureTimeInms=_ds(500.0), XRayTubeCurrentInmA=_ds(200.0), ExposureInmAs=_ds(100.0),
-        ExposureModulationType="NONE", CTDIvol=_ds(10.0),
-        CTDIPhantomTypeCodeSequence=DicomSequence([
-            _code("113691", "DCM", "IEC Body Dosimetry Phantom")]))])
-    shared.CTXRayDetailsSequence = DicomSequence([_item(
-        KVP=_ds(spec.kvp), FocalSpots=[_ds(0.7)], FilterType="BODY", FilterMaterial="ALUMINUM")])
-    shared.IrradiationEventIdentificationSequence = DicomSequence([_item(
-        IrradiationEventUID=_uid(spec.seed, spec.resolved_series_uid(), "irradiation"))])
+    shared.CTImageFrameTypeSequence = DicomSequence(
+        [
+            _item(
+                FrameType=list(image_type),
+                PixelPresentation="MONOCHROME",
+                VolumetricProperties="VOLUME",
+                VolumeBasedCalculationTechnique="NONE",
+            )
+        ]
+    )
+    shared.CTAcquisitionTypeSequence = DicomSequence(
+        [_item(AcquisitionType="SPIRAL", ConstantVolumeFlag="NO", FluoroscopyFlag="NO")]
+    )
+    shared.CTAcquisitionDetailsSequence = DicomSequence(
+        [
+            _item(
+                DataCollectionDiameter=_ds(500.0),
+                GantryDetectorTilt=_ds(0.0),
+                TableHeight=_ds(150.0),
+                RotationDirection="CW",
+                RevolutionTime=_ds(0.5),
+                SingleCollimationWidth=_ds(0.625),
+                TotalCollimationWidth=_ds(40.0),
+            )
+        ]
+    )
+    shared.CTTableDynamicsSequence = DicomSequence(
+        [_item(TableSpeed=_ds(80.0), TableFeedPerRotation=_ds(40.0), SpiralPitchFactor=_ds(1.0))]
+    )
+    shared.CTGeometrySequence = DicomSequence(
+        [
+            _item(
+                DistanceSourceToDetector=_ds(1040.0),
+                DistanceSourceToDataCollectionCenter=_ds(570.0),
+            )
+        ]
+    )
+    shared.CTReconstructionSequence = DicomSequence(
+        [
+            _item(
+                ReconstructionAlgorithm="FILTER_BACK_PROJ",
+                ConvolutionKernel=spec.convolution_kernel,
+                ConvolutionKernelGroup="SOFT_TISSUE",
+                ReconstructionDiameter=_ds(max(rows * sy, cols * sx)),
+                ReconstructionPixelSpacing=[_ds(sy), _ds(sx)],
+                ReconstructionAngle=_ds(360.0),
+                ImageFilter="NONE",
+            )
+        ]
+    )
+    shared.CTExposureSequence = DicomSequence(
+        [
+            _item(
+                ExposureTimeInms=_ds(500.0),
+                XRayTubeCurrentInmA=_ds(200.0),
+                ExposureInmAs=_ds(100.0),
+                ExposureModulationType="NONE",
+                CTDIvol=_ds(10.0),
+                CTDIPhantomTypeCodeSequence=DicomSequence(
+                    [_code("113691", "DCM", "IEC Body Dosimetry Phantom")]
+                ),
+            )
+        ]
+    )
+    shared.CTXRayDetailsSequence = DicomSequence(
+        [
+            _item(
+                KVP=_ds(spec.kvp),
+                FocalSpots=[_ds(0.7)],
+                FilterType="BODY",
+                FilterMaterial="ALUMINUM",
+            )
+        ]
+    )
+    shared.IrradiationEventIdentificationSequence = DicomSequence(
+        [_item(IrradiationEventUID=_uid(spec.seed, spec.resolved_series_uid(), "irradiation"))]
+    )
 
 
 def _add_enhanced_mr_shared(shared: Dataset, spec: SeriesSpec, rows: int, cols: int) -> None:
     """MR functional groups that hold for every frame of an original acquisition."""
     image_type = _enhanced_image_type(spec.resolved_image_type())
-    shared.MRImageFrameTypeSequence = DicomSequence([_item(
-        FrameType=list(image_type), PixelPresentation="MONOCHROME",
-        VolumetricProperties="VOLUME", VolumeBasedCalculationTechnique="NONE",
-        ComplexImageComponent="MAGNITUDE", AcquisitionContrast="T1")])
-    shared.MRTimingAndRelatedParametersSequence = DicomSequence([_item(
-        RepetitionTime=_ds(spec.repetition_time_ms), FlipAngle=_ds(spec.flip_angle_deg),
-        EchoTrainLength=spec.echo_train_length, RFEchoTrainLength=0,
-        GradientEchoTrainLength=spec.echo_train_length,
-        SpecificAbsorptionRateSequence=DicomSequence([_item(
-            SpecificAbsorptionRateDefinition="IEC_WHOLE_BODY", SpecificAbsorptionRateValue=0.5)]),
-        GradientOutputType="DB_DT", GradientOutput=20.0,
-        OperatingModeSequence=DicomSequence([_item(
-            OperatingModeType="STATIC FIELD", OperatingMode="IEC_NORMAL")]))])
-    shared.MRFOVGeometrySequence = DicomSequence([_item(
-        InPlanePhaseEncodingDirection="ROW", MRAcquisitionFrequencyEncodingSteps=cols,
-        MRAcquisitionPhaseEncodingStepsInPlane=rows, MRAcquisitionPhaseEncodingStepsOutOfPlane=1,
-        PercentSampling=_ds(100.0), PercentPhaseFieldOfView=_ds(100.0))])
+    shared.MRImageFrameTypeSequence = DicomSequence(
+        [
+            _item(
+                FrameType=list(image_type),
+                PixelPresentation="MONOCHROME",
+                VolumetricProperties="VOLUME",
+                VolumeBasedCalculationTechnique="NONE",
+                ComplexImageComponent="MAGNITUDE",
+                AcquisitionContrast="T1",
+            )
+        ]
+    )
+    shared.MRTimingAndRelatedParametersSequence = DicomSequence(
+        [
+            _item(
+                RepetitionTime=_ds(spec.repetition_time_ms),
+                FlipAngle=_ds(spec.flip_angle_deg),
+                EchoTrainLength=spec.echo_train_length,
+                RFEchoTrainLength=0,
+                GradientEchoTrainLength=spec.echo_train_length,
+                SpecificAbsorptionRateSequence=DicomSequence(
+                    [
+                        _item(
+                            SpecificAbsorptionRateDefinition="IEC_WHOLE_BODY",
+                            SpecificAbsorptionRateValue=0.5,
+                        )
+                    ]
+                ),
+                GradientOutputType="DB_DT",
+                GradientOutput=20.0,
+                OperatingModeSequence=DicomSequence(
+                    [_item(OperatingModeType="STATIC FIELD", OperatingMode="IEC_NORMAL")]
+                ),
+            )
+        ]
+    )
+    shared.MRFOVGeometrySequence = DicomSequence(
+        [
+            _item(
+                InPlanePhaseEncodingDirection="ROW",
+                MRAcquisitionFrequencyEncodingSteps=cols,
+                MRAcquisitionPhaseEncodingStepsInPlane=rows,
+                MRAcquisitionPhaseEncodingStepsOutOfPlane=1,
+                PercentSampling=_ds(100.0),
+                PercentPhaseFieldOfView=_ds(100.0),
+            )
+        ]
+    )
     shared.MREchoSequence = DicomSequence([_item(EffectiveEchoTime=_ds(spec.echo_time_ms))])
-    shared.MRModifierSequence = DicomSequence([_item(
-        InversionRecovery="NO", FlowCompensation="NONE", Spoiling="RF", T2Preparation="NO",
-        SpectrallySelectedExcitation="NONE", SpatialPresaturation="NONE",
-        PartialFourier="NO", ParallelAcquisition="NO")])
-    shared.MRImagingModifierSequence = DicomSequence([_item(
-        MagnetizationTransfer="NONE", BloodSignalNulling="NO", Tagging="NONE",
-        TransmitterFrequency=_ds(spec.imaging_frequency_mhz), PixelBandwidth=_ds(200.0))])
-    shared.MRReceiveCoilSequence = DicomSequence([_item(
-        ReceiveCoilName="BODY", ReceiveCoilManufacturerName=spec.manufacturer,
-        ReceiveCoilType="BODY", QuadratureReceiveCoil="NO")])
-    shared.MRTransmitCoilSequence = DicomSequence([_item(
-        TransmitCoilName="BODY", TransmitCoilManufacturerName=spec.manufacturer,
-        TransmitCoilType="BODY")])
+    shared.MRModifierSequence = DicomSequence(
+        [
+            _item(
+                InversionRecovery="NO",
+                FlowCompensation="NONE",
+                Spoiling="RF",
+                T2Preparation="NO",
+                SpectrallySelectedExcitation="NONE",
+                SpatialPresaturation="NONE",
+                PartialFourier="NO",
+                ParallelAcquisition="NO",
+            )
+        ]
+    )
+    shared.MRImagingModifierSequence = DicomSequence(
+        [
+            _item(
+                MagnetizationTransfer="NONE",
+                BloodSignalNulling="NO",
+                Tagging="NONE",
+                TransmitterFrequency=_ds(spec.imaging_frequency_mhz),
+                PixelBandwidth=_ds(200.0),
+            )
+        ]
+    )
+    shared.MRReceiveCoilSequence = DicomSequence(
+        [
+            _item(
+                ReceiveCoilName="BODY",
+                ReceiveCoilManufacturerName=spec.manufacturer,
+                ReceiveCoilType="BODY",
+                QuadratureReceiveCoil="NO",
+            )
+        ]
+    )
+    shared.MRTransmitCoilSequence = DicomSequence(
+        [
+            _item(
+                TransmitCoilName="BODY",
+                TransmitCoilManufacturerName=spec.manufacturer,
+                TransmitCoilType="BODY",
+            )
+        ]
+    )
     shared.MRAveragesSequence = DicomSequence([_item(NumberOfAverages=_ds(1.0))])
 
 
 def _pixel_value_transformation(modality: str, slope: float, intercept: float) -> Dataset:
-    return _item(RescaleIntercept=_ds(intercept), RescaleSlope=_ds(slope),
-                 RescaleType="HU" if modality == "CT" else "US")
+    return _item(
+        RescaleIntercept=_ds(intercept),
+        RescaleSlope=_ds(slope),
+        RescaleType="HU" if modality == "CT" else "US",
+    )
 
 
 def _frame_anatomy(spec: SeriesSpec) -> Dataset:
     code, meaning = spec.anatomic_region
-    return _item(AnatomicRegionSequence=DicomSequence([_code(code, "SCT", meaning)]),
-                 FrameLaterality="U")
+    return _item(
+        AnatomicRegionSequence=DicomSequence([_code(code, "SCT", meaning)]), FrameLaterality="U"
+    )
 
 
-def _frame_center(pos: np.ndarray, row_c: np.ndarray, col_c: np.ndarray, rows: int, cols: int,
-                  sx: float, sy: float) -> np.ndarray:
+def _frame_center(
+    pos: np.ndarray,
+    row_c: np.ndarray,
+    col_c: np.ndarray,
+    rows: int,
+    cols: int,
+    sx: float,
+    sy: float,
+) -> np.ndarray:
     return pos + row_c * sx * (cols - 1) / 2 + col_c * sy * (rows - 1) / 2
 
 
@@ -742,8 +924,10 @@ def _set_pixel_data(ds: Dataset, stored: np.ndarray, transfer_syntax: str) -> No
         return
     if ts in _PYDICOM_ENCODED:
         if ts == JPEG2000Lossless and min(stored.shape[1:]) < 32:
-            raise ValueError("JPEG 2000 encoding (openjpeg, 6 resolution levels) needs frames "
-                             "of at least 32x32 pixels")
+            raise ValueError(
+                "JPEG 2000 encoding (openjpeg, 6 resolution levels) needs frames "
+                "of at least 32x32 pixels"
+            )
         arr = stored if n > 1 else stored[0]
         ds.compress(ts, arr, encoding_plugin=_PYDICOM_ENCODED[ts], generate_instance_uid=False)
         return
@@ -754,8 +938,10 @@ def _set_pixel_data(ds: Dataset, stored: np.ndarray, transfer_syntax: str) -> No
         ds.LossyImageCompression = "01"
         ds.LossyImageCompressionMethod = "ISO_10918_1"
     else:
-        raise ValueError(f"unsupported transfer syntax {ts} ({ts.name}); "
-                         f"use one of {[t.name for t in SUPPORTED_TRANSFER_SYNTAXES]}")
+        raise ValueError(
+            f"unsupported transfer syntax {ts} ({ts.name}); "
+            f"use one of {[t.name for t in SUPPORTED_TRANSFER_SYNTAXES]}"
+        )
     ds.PixelData = pydicom.encaps.encapsulate(frames)
     ds["PixelData"].VR = "OB"
     ds["PixelData"].is_undefined_length = True
@@ -790,7 +976,8 @@ def _encode_jpeg_baseline_pillow(frame: np.ndarray) -> bytes:
 
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(frame.astype(np.uint8))).save(
-        buf, format="JPEG", quality=90)
+        buf, format="JPEG", quality=90
+    )
     return buf.getvalue()
 
 
@@ -887,8 +1074,13 @@ def _per_slice(value: float | Sequence[float], n: int, name: str) -> np.ndarray:
     return arr
 
 
-def _slopes(rescale_slope: float | Sequence[float] | str, frames: np.ndarray,
-            intercepts: np.ndarray, pixel_representation: int, bits_stored: int) -> np.ndarray:
+def _slopes(
+    rescale_slope: float | Sequence[float] | str,
+    frames: np.ndarray,
+    intercepts: np.ndarray,
+    pixel_representation: int,
+    bits_stored: int,
+) -> np.ndarray:
     """Per-slice slopes; "auto" picks, slice by slice, the slope that uses the whole stored
     range (what PET scanners do: Bq/ml values far beyond 16 bits keep their precision)."""
     n = len(frames)
@@ -896,8 +1088,12 @@ def _slopes(rescale_slope: float | Sequence[float] | str, frames: np.ndarray,
         if rescale_slope != "auto":
             raise ValueError('rescale_slope must be a number, one per slice, or "auto"')
         hi = _stored_range(pixel_representation, bits_stored)[1]
-        peak = np.array([np.max(np.abs(np.asarray(f, dtype=float) - b))
-                         for f, b in zip(frames, intercepts, strict=True)])
+        peak = np.array(
+            [
+                np.max(np.abs(np.asarray(f, dtype=float) - b))
+                for f, b in zip(frames, intercepts, strict=True)
+            ]
+        )
         return np.where(peak > 0, peak / hi, 1.0)
     slopes = _per_slice(rescale_slope, n, "rescale_slope")
     if np.any(slopes == 0):

@@ -61,8 +61,11 @@ MARKERS = (
     Marker("left", (30.0, 4.0, -6.0), {"CT": 1400.0, "MR": 2400.0, "PT": 40000.0}),
     Marker("posterior", (-6.0, 28.0, 5.0), {"CT": 1100.0, "MR": 2100.0, "PT": 30000.0}),
     Marker("superior", (8.0, -10.0, 27.0), {"CT": 800.0, "MR": 1800.0, "PT": 20000.0}),
-    Marker("right_anterior_inferior", (-22.0, -20.0, -18.0),
-           {"CT": 1700.0, "MR": 2700.0, "PT": 50000.0}),
+    Marker(
+        "right_anterior_inferior",
+        (-22.0, -20.0, -18.0),
+        {"CT": 1700.0, "MR": 2700.0, "PT": 50000.0},
+    ),
 )
 MARKER_BY_NAME = {m.name: m for m in MARKERS}
 
@@ -90,7 +93,6 @@ def _unit(v: Sequence[float]) -> np.ndarray:
     return a / np.linalg.norm(a)
 
 
-
 @dataclass
 class StackGeometry:
     """Where each slice of a single-frame series lies (DICOM conventions)."""
@@ -115,8 +117,9 @@ class StackGeometry:
 
     def sample(self, modality: str) -> np.ndarray:
         """(n, rows, cols) real-world values of the phantom on these slices."""
-        return np.stack([phantom(self.pixel_points(k), modality)
-                         for k in range(len(self.positions))])
+        return np.stack(
+            [phantom(self.pixel_points(k), modality) for k in range(len(self.positions))]
+        )
 
     def subset(self, keep: Sequence[int]) -> StackGeometry:
         return dataclasses.replace(self, positions=self.positions[list(keep)])
@@ -175,8 +178,9 @@ OBLIQUE = (tuple(_OBLIQUE_R @ np.array(AXIAL_HFS[0])), tuple(_OBLIQUE_R @ np.arr
 def tilted_geometry(tilt_deg: float, **kw) -> StackGeometry:
     """Gantry-tilted axial stack: planes tilted about x, positions advancing along z only."""
     t = math.radians(tilt_deg)
-    return stack_geometry((1.0, 0.0, 0.0), (0.0, math.cos(t), -math.sin(t)),
-                          step=(0.0, 0.0, 1.0), **kw)
+    return stack_geometry(
+        (1.0, 0.0, 0.0), (0.0, math.cos(t), -math.sin(t)), step=(0.0, 0.0, 1.0), **kw
+    )
 
 
 # ======================================================================================
@@ -231,8 +235,16 @@ def write_stack(
         kw.setdefault("bits_stored", 12)
     if modality == "PT":
         kw.setdefault("rescale_slope", "auto")  # PET style: one slope per slice
-    files = write_slices(folder, frames, positions, geometry.row_cosine, geometry.col_cosine,
-                         geometry.pixel_spacing, spec, **kw)
+    files = write_slices(
+        folder,
+        frames,
+        positions,
+        geometry.row_cosine,
+        geometry.col_cosine,
+        geometry.pixel_spacing,
+        spec,
+        **kw,
+    )
     return WrittenSeries(name, folder, files, spec, geometry, frames, spec.modality)
 
 
@@ -242,8 +254,9 @@ def stored_real_values(files: Sequence[Path]) -> np.ndarray:
     for f in files:
         ds = pydicom.dcmread(f)
         arr = ds.pixel_array.astype(float)
-        out.append(arr * float(ds.get("RescaleSlope", 1.0)) + float(ds.get("RescaleIntercept",
-                                                                           0.0)))
+        out.append(
+            arr * float(ds.get("RescaleSlope", 1.0)) + float(ds.get("RescaleIntercept", 0.0))
+        )
     return np.stack(out)
 
 
@@ -270,8 +283,11 @@ def analytic_volume(
 
 def write_enhanced_case(folder: Path, name: str, modality: str) -> tuple[Path, Volume]:
     vol = analytic_volume(modality, direction=np.column_stack([*OBLIQUE, np.cross(*OBLIQUE)]))
-    kw = {"rescale_intercept": -1024.0, "pixel_representation": 0} if modality == "CT" else {
-        "pixel_representation": 0}
+    kw = (
+        {"rescale_intercept": -1024.0, "pixel_representation": 0}
+        if modality == "CT"
+        else {"pixel_representation": 0}
+    )
     path = write_enhanced(vol, folder / "ENHANCED.dcm", spec_for(name, modality), **kw)
     return path, vol
 
@@ -306,9 +322,11 @@ def copy_files(files: Sequence[Path], folder: Path) -> list[Path]:
     return out
 
 
-def suv_bw_factor(weight_kg: float, dose_bq: float, half_life_s: float, injection_hhmmss: str,
-                  series_hhmmss: str) -> float:
+def suv_bw_factor(
+    weight_kg: float, dose_bq: float, half_life_s: float, injection_hhmmss: str, series_hhmmss: str
+) -> float:
     """SUVbw = Bq/ml * weight_g / (dose decayed to the series start), by hand."""
+
     def seconds(t: str) -> float:
         return int(t[0:2]) * 3600 + int(t[2:4]) * 60 + float(t[4:])
 
@@ -378,8 +396,14 @@ def _shuffled(folder: Path) -> WrittenSeries:
     order = rng.permutation(N_SLICES)
     names = [f"{rng.integers(0, 16**8):08x}.dcm" for _ in range(N_SLICES)]
     wrong_numbers = [int(v) for v in rng.permutation(N_SLICES) + 1]  # unrelated to position
-    return write_stack(folder, "shuffled", stack_geometry(*AXIAL_HFS), order=order,
-                       file_names=names, instance_numbers=wrong_numbers)
+    return write_stack(
+        folder,
+        "shuffled",
+        stack_geometry(*AXIAL_HFS),
+        order=order,
+        file_names=names,
+        instance_numbers=wrong_numbers,
+    )
 
 
 @case("tilt")
@@ -392,8 +416,9 @@ def _tilt(folder: Path) -> WrittenSeries:
 @case("gap")
 def _gap(folder: Path) -> WrittenSeries:
     keep = [k for k in range(N_SLICES) if k not in (14, 15)]  # two missing slices
-    s = write_stack(folder, "gap", stack_geometry(*AXIAL_HFS).subset(keep),
-                    slice_thickness=SLICE_SPACING)
+    s = write_stack(
+        folder, "gap", stack_geometry(*AXIAL_HFS).subset(keep), slice_thickness=SLICE_SPACING
+    )
     s.notes["gap_between"] = (13, 16)  # original indices on either side of the gap
     return s
 
@@ -420,21 +445,39 @@ def _duplicates(folder: Path) -> WrittenSeries:
 def _rescale_per_slice(folder: Path) -> WrittenSeries:
     slopes = np.array([1.0, 2.0, 1.0, 4.0, 2.0] * (N_SLICES // 5))
     intercepts = np.array([-1024.0, -1000.0, -2048.0, -512.0, -1500.0, -1024.0] * 5)
-    return write_stack(folder, "rescale_per_slice", stack_geometry(*AXIAL_HFS),
-                       rescale_slope=slopes, rescale_intercept=intercepts,
-                       pixel_representation=1, bits_stored=16)
+    return write_stack(
+        folder,
+        "rescale_per_slice",
+        stack_geometry(*AXIAL_HFS),
+        rescale_slope=slopes,
+        rescale_intercept=intercepts,
+        pixel_representation=1,
+        bits_stored=16,
+    )
 
 
 @case("unsigned_intercept")
 def _unsigned(folder: Path) -> WrittenSeries:
-    return write_stack(folder, "unsigned_intercept", stack_geometry(*AXIAL_HFS),
-                       rescale_intercept=-1024.0, pixel_representation=0, bits_stored=12)
+    return write_stack(
+        folder,
+        "unsigned_intercept",
+        stack_geometry(*AXIAL_HFS),
+        rescale_intercept=-1024.0,
+        pixel_representation=0,
+        bits_stored=12,
+    )
 
 
 @case("signed")
 def _signed(folder: Path) -> WrittenSeries:
-    return write_stack(folder, "signed", stack_geometry(*AXIAL_HFS), rescale_intercept=0.0,
-                       pixel_representation=1, bits_stored=16)
+    return write_stack(
+        folder,
+        "signed",
+        stack_geometry(*AXIAL_HFS),
+        rescale_intercept=0.0,
+        pixel_representation=1,
+        bits_stored=16,
+    )
 
 
 def _compressed(ts: str) -> CaseBuilder:
@@ -446,9 +489,13 @@ def _compressed(ts: str) -> CaseBuilder:
     return build
 
 
-for _ts in (pydicom.uid.ImplicitVRLittleEndian, pydicom.uid.RLELossless,
-            pydicom.uid.JPEGLSLossless, pydicom.uid.JPEG2000Lossless,
-            pydicom.uid.JPEGLosslessSV1):
+for _ts in (
+    pydicom.uid.ImplicitVRLittleEndian,
+    pydicom.uid.RLELossless,
+    pydicom.uid.JPEGLSLossless,
+    pydicom.uid.JPEG2000Lossless,
+    pydicom.uid.JPEGLosslessSV1,
+):
     CASES[f"ts_{pydicom.uid.UID(_ts).keyword}"] = _compressed(_ts)
 
 
@@ -466,24 +513,38 @@ PET_SERIES_TIME = "093000"
 
 @case("pet_suv")
 def _pet_suv(folder: Path) -> WrittenSeries:
-    spec = spec_for("pet_suv", "PT", patient_weight_kg=PET_WEIGHT_KG,
-                    radionuclide_total_dose_bq=PET_DOSE_BQ,
-                    radionuclide_half_life_s=PET_HALF_LIFE_S,
-                    radiopharmaceutical_start_time=PET_INJECTION,
-                    series_time=PET_SERIES_TIME, units="BQML", decay_correction="START")
-    return write_stack(folder, "pet_suv", stack_geometry(*AXIAL_HFS, n=24), modality="PT",
-                       spec=spec)
+    spec = spec_for(
+        "pet_suv",
+        "PT",
+        patient_weight_kg=PET_WEIGHT_KG,
+        radionuclide_total_dose_bq=PET_DOSE_BQ,
+        radionuclide_half_life_s=PET_HALF_LIFE_S,
+        radiopharmaceutical_start_time=PET_INJECTION,
+        series_time=PET_SERIES_TIME,
+        units="BQML",
+        decay_correction="START",
+    )
+    return write_stack(
+        folder, "pet_suv", stack_geometry(*AXIAL_HFS, n=24), modality="PT", spec=spec
+    )
 
 
 @case("pet_no_weight")
 def _pet_no_weight(folder: Path) -> WrittenSeries:
     spec = spec_for("pet_no_weight", "PT", patient_weight_kg=None)
-    return write_stack(folder, "pet_no_weight", stack_geometry(*AXIAL_HFS, n=24),
-                       modality="PT", spec=spec)
+    return write_stack(
+        folder, "pet_no_weight", stack_geometry(*AXIAL_HFS, n=24), modality="PT", spec=spec
+    )
 
 
-def write_localizer(folder: Path, study: SeriesSpec, *, series_uid: str | None = None,
-                    n: int = 2, name: str = "localizer") -> WrittenSeries:
+def write_localizer(
+    folder: Path,
+    study: SeriesSpec,
+    *,
+    series_uid: str | None = None,
+    n: int = 2,
+    name: str = "localizer",
+) -> WrittenSeries:
     """1-3 scout images (ImageType LOCALIZER) in ``study``: coronal, sagittal, axial.
 
     With ``series_uid`` set to a CT's series UID, the scouts hide inside that series (as
@@ -491,18 +552,33 @@ def write_localizer(folder: Path, study: SeriesSpec, *, series_uid: str | None =
     """
     orientations = [CORONAL, SAGITTAL, AXIAL_HFS][:n]
     spec = dataclasses.replace(
-        study, series_number=900, series_description="Scout", series_uid=series_uid,
-        image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"), seed=f"{study.seed}-{name}",
+        study,
+        series_number=900,
+        series_description="Scout",
+        series_uid=series_uid,
+        image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"),
+        seed=f"{study.seed}-{name}",
         study_uid=study.resolved_study_uid(),
-        frame_of_reference_uid=study.resolved_frame_of_reference_uid())
+        frame_of_reference_uid=study.resolved_frame_of_reference_uid(),
+    )
     files = []
     frames = []
     for idx, (row, col) in enumerate(orientations):
         geo = stack_geometry(row, col, n=1, rows=64, cols=64, pixel_spacing=(3.0, 3.0))
         f = geo.sample("CT")
         frames.append(f[0])
-        files += write_slices(folder, f, geo.positions, geo.row_cosine, geo.col_cosine,
-                              geo.pixel_spacing, spec, rescale_intercept=-1024.0,
-                              pixel_representation=0, bits_stored=12,
-                              file_names=[f"LOC{idx + 1}.dcm"], instance_numbers=[idx + 1])
+        files += write_slices(
+            folder,
+            f,
+            geo.positions,
+            geo.row_cosine,
+            geo.col_cosine,
+            geo.pixel_spacing,
+            spec,
+            rescale_intercept=-1024.0,
+            pixel_representation=0,
+            bits_stored=12,
+            file_names=[f"LOC{idx + 1}.dcm"],
+            instance_numbers=[idx + 1],
+        )
     return WrittenSeries(name, folder, files, spec, None, np.stack(frames), "CT")

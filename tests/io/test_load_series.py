@@ -64,14 +64,14 @@ def read_with_sitk(folder: Path) -> sitk.Image:
     return reader.Execute()
 
 
-def assert_same_as_sitk(vol: Volume, image: sitk.Image, *, scale: float = 1.0,
-                        rtol: float = 0.0) -> None:
+def assert_same_as_sitk(
+    vol: Volume, image: sitk.Image, *, scale: float = 1.0, rtol: float = 0.0
+) -> None:
     ref = sitk.GetArrayFromImage(image).astype(float) * scale
     assert vol.array.shape == ref.shape
     np.testing.assert_allclose(vol.origin, image.GetOrigin(), atol=1e-4)
     np.testing.assert_allclose(vol.spacing, image.GetSpacing(), atol=1e-4)
-    np.testing.assert_allclose(vol.direction, np.reshape(image.GetDirection(), (3, 3)),
-                               atol=1e-4)
+    np.testing.assert_allclose(vol.direction, np.reshape(image.GetDirection(), (3, 3)), atol=1e-4)
     if rtol:
         np.testing.assert_allclose(vol.array.astype(float), ref, rtol=rtol, atol=1e-4)
     else:
@@ -89,8 +89,9 @@ def marker_centroid(array: np.ndarray, to_lps, expected: float, value_tol: float
     return np.asarray(to_lps(np.median(kji, axis=0)[::-1]))
 
 
-def assert_markers(vol: Volume, modality: str = "CT", *, scale: float = 1.0,
-                   resampled: bool = False) -> None:
+def assert_markers(
+    vol: Volume, modality: str = "CT", *, scale: float = 1.0, resampled: bool = False
+) -> None:
     """Every marker is found at its true LPS point.
 
     Two checks: the voxel nearest the marker's centre holds the marker's value, and the
@@ -105,8 +106,7 @@ def assert_markers(vol: Volume, modality: str = "CT", *, scale: float = 1.0,
         i, j, k = vol.physical_to_nearest_index(m.position)
         assert vol.contains_index((i, j, k)), f"marker {m.name} outside the volume"
         assert vol.array[k, j, i] == pytest.approx(expected, abs=value_tol), m.name
-        found[m.name] = marker_centroid(vol.array, vol.index_to_physical, expected,
-                                        value_tol / 2)
+        found[m.name] = marker_centroid(vol.array, vol.index_to_physical, expected, value_tol / 2)
         err = np.linalg.norm(found[m.name] - m.position)
         assert err <= tol_mm, f"marker {m.name} found {err:.2f} mm from its true position"
     assert found["left"][0] > 0, "the patient's left marker must be at +x (LPS)"
@@ -118,8 +118,12 @@ def sitk_marker_errors(image: sitk.Image, modality: str = "CT") -> list[float]:
     arr = sitk.GetArrayFromImage(image)
     errors = []
     for m in MARKERS:
-        c = marker_centroid(arr, lambda ijk: image.TransformContinuousIndexToPhysicalPoint(
-            tuple(float(v) for v in ijk)), m.value(modality), 0.5)
+        c = marker_centroid(
+            arr,
+            lambda ijk: image.TransformContinuousIndexToPhysicalPoint(tuple(float(v) for v in ijk)),
+            m.value(modality),
+            0.5,
+        )
         errors.append(float(np.linalg.norm(c - m.position)))
     return errors
 
@@ -133,8 +137,16 @@ def assert_helpful(err: Exception) -> None:
 # geometry: SimpleITK and the phantom agree with the loader
 # ======================================================================================
 
-GEOMETRY_CASES = ["axial_hfs", "axial_ffs", "axial_hfp", "oblique", "sagittal", "coronal",
-                  "decreasing_z", "shuffled"]
+GEOMETRY_CASES = [
+    "axial_hfs",
+    "axial_ffs",
+    "axial_hfp",
+    "oblique",
+    "sagittal",
+    "coronal",
+    "decreasing_z",
+    "shuffled",
+]
 
 
 @pytest.mark.parametrize("name", GEOMETRY_CASES)
@@ -231,7 +243,8 @@ def test_missing_slices_are_filled_and_reported(dicom_case):
     assert gap_warnings, vol.meta["warnings"]
     numbers = [float(x) for w in gap_warnings for x in re.findall(r"-?\d+(?:\.\d+)?", w)]
     assert any(abs(n - c) < 0.6 for n in numbers for c in _gap_candidates(s)), (
-        f"the gap warning should say where the gap is: {gap_warnings}")
+        f"the gap warning should say where the gap is: {gap_warnings}"
+    )
     # uniform grid whose planes include every original slice, values preserved there
     assert vol.spacing[2] <= SLICE_SPACING + 1e-3
     for f, frame in zip(s.files, s.frames, strict=True):
@@ -251,8 +264,9 @@ def test_simpleitk_stretches_a_series_with_missing_slices(dicom_case):
 
 def test_irregular_spacing_is_regularised_and_reported(dicom_case):
     vol = load_series(dicom_case("irregular").folder)
-    assert any(re.search(r"spacing|irregular|uneven|non-?uniform", w, re.I)
-               for w in vol.meta["warnings"]), vol.meta["warnings"]
+    assert any(
+        re.search(r"spacing|irregular|uneven|non-?uniform", w, re.I) for w in vol.meta["warnings"]
+    ), vol.meta["warnings"]
     assert is_orthonormal(vol.direction)
     assert_markers(vol, resampled=True)
 
@@ -282,9 +296,16 @@ def test_rescale_variants(dicom_case, name):
     assert_markers(vol)
 
 
-@pytest.mark.parametrize("name", ["ts_ImplicitVRLittleEndian", "ts_RLELossless",
-                                  "ts_JPEGLSLossless", "ts_JPEG2000Lossless",
-                                  "ts_JPEGLosslessSV1"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ts_ImplicitVRLittleEndian",
+        "ts_RLELossless",
+        "ts_JPEGLSLossless",
+        "ts_JPEG2000Lossless",
+        "ts_JPEGLosslessSV1",
+    ],
+)
 def test_lossless_transfer_syntaxes(dicom_case, name):
     s = dicom_case(name)
     vol = load_series(s.folder)
@@ -300,8 +321,17 @@ def test_jpeg_baseline_8bit(tmp_path):
     spec = spec_for("jpeg_baseline", "MR", transfer_syntax=JPEGBaseline8Bit)
     geo = stack_geometry(*AXIAL_HFS, n=8)
     frames = np.clip(geo.sample("MR") / 12.0, 0, 255)
-    files = write_slices(tmp_path, frames, geo.positions, geo.row_cosine, geo.col_cosine,
-                         geo.pixel_spacing, spec, pixel_representation=0, bits_stored=8)
+    files = write_slices(
+        tmp_path,
+        frames,
+        geo.positions,
+        geo.row_cosine,
+        geo.col_cosine,
+        geo.pixel_spacing,
+        spec,
+        pixel_representation=0,
+        bits_stored=8,
+    )
     vol = load_series(tmp_path)
     # lossy: the truth is a decoder's output; decoders may differ by a grey level or two
     np.testing.assert_allclose(vol.array.astype(float), stored_real_values(files), atol=2)
@@ -385,8 +415,9 @@ def test_pet_series_in_suv_bw(dicom_case):
     vol = load_series(s.folder)
     assert vol.meta["modality"] == "PT"
     assert vol.meta["units"] == "SUVbw"
-    factor = suv_bw_factor(PET_WEIGHT_KG, PET_DOSE_BQ, PET_HALF_LIFE_S, PET_INJECTION,
-                           PET_SERIES_TIME)
+    factor = suv_bw_factor(
+        PET_WEIGHT_KG, PET_DOSE_BQ, PET_HALF_LIFE_S, PET_INJECTION, PET_SERIES_TIME
+    )
     # by hand: 75 kg, 370 MBq injected 08:00, series at 09:30 -> decayed by 2^(-5400/6586.2)
     assert factor == pytest.approx(75000.0 / (370e6 * 2 ** (-5400 / 6586.2)))
     bqml = stored_real_values(s.files)  # files were written in increasing z order
@@ -502,9 +533,20 @@ def test_mixed_image_sizes_in_one_series(tmp_path):
     s = _small_series(tmp_path, "mixed", n=6)
     geo = stack_geometry(*AXIAL_HFS, n=2, rows=64, cols=64)
     geo.positions = geo.positions + np.array([0.0, 0.0, 30.0])  # beyond the first six
-    write_slices(tmp_path, geo.sample("CT"), geo.positions, geo.row_cosine, geo.col_cosine,
-                 geo.pixel_spacing, s.spec, rescale_intercept=-1024.0, pixel_representation=0,
-                 bits_stored=12, file_names=["X1.dcm", "X2.dcm"], instance_numbers=[7, 8])
+    write_slices(
+        tmp_path,
+        geo.sample("CT"),
+        geo.positions,
+        geo.row_cosine,
+        geo.col_cosine,
+        geo.pixel_spacing,
+        s.spec,
+        rescale_intercept=-1024.0,
+        pixel_representation=0,
+        bits_stored=12,
+        file_names=["X1.dcm", "X2.dcm"],
+        instance_numbers=[7, 8],
+    )
     with pytest.raises(VolumeFormationError) as err:
         load_series(tmp_path)
     assert_helpful(err.value)
@@ -519,8 +561,9 @@ def test_single_slice_is_not_a_volume(tmp_path):
 
 def test_several_series_and_no_choice_is_ambiguous(tmp_path):
     a = _small_series(tmp_path / "a", "amb_a")
-    b = _small_series(tmp_path / "b", "amb_b", spec=dataclasses.replace(
-        spec_for("amb_b"), series_number=2))
+    b = _small_series(
+        tmp_path / "b", "amb_b", spec=dataclasses.replace(spec_for("amb_b"), series_number=2)
+    )
     with pytest.raises(AmbiguousSeriesError) as err:
         load_series(tmp_path)
     assert_helpful(err.value)

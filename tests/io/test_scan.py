@@ -30,8 +30,17 @@ from dicom_fixtures import (
 from guideplan.io import load_series, scan
 
 REPO = Path(__file__).resolve().parents[2]
-SERIES_JSON_KEYS = {"series_uid", "modality", "description", "n_slices", "size", "spacing",
-                    "origin", "direction", "warnings"}
+SERIES_JSON_KEYS = {
+    "series_uid",
+    "modality",
+    "description",
+    "n_slices",
+    "size",
+    "spacing",
+    "origin",
+    "direction",
+    "warnings",
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +49,21 @@ def nested_tree(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("nested")
     ct = write_stack(root / "PAT1" / "STUDY1" / "SER1", "nested_ct", stack_geometry(*AXIAL_HFS))
     thin = write_stack(
-        root / "PAT1" / "STUDY1" / "deeper" / "SER2", "nested_ct_thin",
+        root / "PAT1" / "STUDY1" / "deeper" / "SER2",
+        "nested_ct_thin",
         stack_geometry(*AXIAL_HFS, n=20, slice_spacing=1.5),
-        spec=dataclasses.replace(ct.spec, series_number=2, series_description="thin"))
-    mr = write_stack(root / "PAT1" / "STUDY2" / "SER1", "nested_mr",
-                     stack_geometry(*SAGITTAL, n=24), modality="MR",
-                     spec=spec_for("nested_mr", "MR", study_description="second study"))
+        spec=dataclasses.replace(ct.spec, series_number=2, series_description="thin"),
+    )
+    mr = write_stack(
+        root / "PAT1" / "STUDY2" / "SER1",
+        "nested_mr",
+        stack_geometry(*SAGITTAL, n=24),
+        modality="MR",
+        spec=spec_for("nested_mr", "MR", study_description="second study"),
+    )
     (root / "README.txt").write_text("Exported by a PACS.\n")
     (root / "PAT1" / "photo.jpg").write_bytes(np.random.default_rng(3).bytes(4096))
-    return {"root": root, "ct": ct, "thin": thin, "mr": mr,
-            "junk": {"README.txt", "photo.jpg"}}
+    return {"root": root, "ct": ct, "thin": thin, "mr": mr, "junk": {"README.txt", "photo.jpg"}}
 
 
 def _by_uid(report) -> dict:
@@ -82,8 +96,10 @@ def test_series_info_geometry(nested_tree):
     np.testing.assert_allclose(np.asarray(info.direction), np.eye(3), atol=1e-6)
     assert info.series_number == 1
     assert info.description == "nested_ct"
-    assert info.frame_of_reference_uid == pydicom.dcmread(
-        nested_tree["ct"].files[0], stop_before_pixels=True).FrameOfReferenceUID
+    assert (
+        info.frame_of_reference_uid
+        == pydicom.dcmread(nested_tree["ct"].files[0], stop_before_pixels=True).FrameOfReferenceUID
+    )
 
 
 def test_report_to_json(nested_tree):
@@ -135,8 +151,9 @@ def test_localizer_images_inside_the_ct_series_are_left_out(tmp_path):
     assert vol.same_grid(reference)
     np.testing.assert_array_equal(vol.array, reference.array)
     # the scouts may be listed apart (flagged is_localizer) but never inside the volume
-    volumes = [s for s in scan(mixed).series
-               if s.series_uid == clean.series_uid and not s.is_localizer]
+    volumes = [
+        s for s in scan(mixed).series if s.series_uid == clean.series_uid and not s.is_localizer
+    ]
     assert [s.n_slices for s in volumes] == [N_SLICES]
 
 
@@ -211,8 +228,14 @@ def test_scan_of_text_only_folder(tmp_path):
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run([sys.executable, "-m", "guideplan.cli", *args], capture_output=True,
-                          text=True, timeout=120, cwd=REPO, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "guideplan.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env=env,
+    )
 
 
 def test_cli_scan_json(nested_tree):
@@ -220,7 +243,8 @@ def test_cli_scan_json(nested_tree):
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
     assert {e["series_uid"] for e in data["series"]} == {
-        nested_tree[k].series_uid for k in ("ct", "thin", "mr")}
+        nested_tree[k].series_uid for k in ("ct", "thin", "mr")
+    }
     for entry in data["series"]:
         assert set(entry) >= SERIES_JSON_KEYS
         assert len(entry["direction"]) == 9
