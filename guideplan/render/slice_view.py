@@ -47,11 +47,18 @@ BACKGROUND = (0.0, 0.0, 0.0)
 
 @dataclass
 class Overlay2D:
-    """A polyline (2 or 3 LPS points) with a label, e.g. a ruler or an angle."""
+    """A polyline (2 or 3 LPS points) with a label, e.g. a ruler or an angle.
+
+    ``needle=True``: an entry -> target path, drawn projected on every plane (full where
+    it lies in the plane, faint elsewhere), with its end points and the point where it
+    crosses the plane marked.
+    """
 
     points: list[tuple[float, float, float]]
     label: str
     color: tuple[float, float, float] = (1.0, 0.85, 0.2)
+    needle: bool = False
+    selected: bool = False
 
 
 class SliceView:
@@ -157,6 +164,9 @@ class SliceView:
         tolerance = max(self.step_mm, 0.5) * 0.6
         for overlay in overlays:
             plane = np.array([self.frame.to_plane(p) for p in overlay.points])
+            if overlay.needle and len(plane) == 2:
+                self._add_needle(plane, overlay, tolerance)
+                continue
             if len(plane) == 0 or np.any(np.abs(plane[:, 2] - self.depth) > tolerance):
                 continue
             line = _polyline_actor(plane[:, :2], overlay.color, z=0.2, width=2.0)
@@ -171,6 +181,41 @@ class SliceView:
             coord.SetCoordinateSystemToWorld()
             anchor = plane[-1] if overlay.label.endswith("°") is False else plane[1]
             coord.SetValue(float(anchor[0]) + 2.0, float(anchor[1]) + 2.0, 0.3)
+            self.renderer.AddViewProp(label)
+            self._overlay_actors.append(label)
+
+    def _add_needle(self, plane: np.ndarray, overlay: Overlay2D, tolerance: float) -> None:
+        """Projection of a needle path with markers; solid where it lies in the plane."""
+        in_plane = bool(np.all(np.abs(plane[:, 2] - self.depth) <= tolerance))
+        width = 3.0 if overlay.selected else 2.0
+        line = _polyline_actor(plane[:, :2], overlay.color, z=0.25, width=width)
+        line.GetProperty().SetOpacity(1.0 if in_plane else 0.45)
+        self.renderer.AddViewProp(line)
+        self._overlay_actors.append(line)
+        entry, target = plane
+        for point, radius in ((entry, 2.5), (target, 3.5)):
+            near = abs(point[2] - self.depth) <= tolerance
+            ring = _polyline_actor(_circle(point[:2], radius), overlay.color, z=0.3, width=2.0)
+            ring.GetProperty().SetOpacity(1.0 if near else 0.35)
+            self.renderer.AddViewProp(ring)
+            self._overlay_actors.append(ring)
+        depth_span = target[2] - entry[2]
+        if not in_plane and abs(depth_span) > 1e-6:
+            t = (self.depth - entry[2]) / depth_span
+            if 0.0 <= t <= 1.0:  # the needle pierces this plane: mark where
+                cross = entry[:2] + t * (target[:2] - entry[:2])
+                dot = _polyline_actor(_circle(cross, 1.5), (1.0, 1.0, 1.0), z=0.35, width=3.0)
+                self.renderer.AddViewProp(dot)
+                self._overlay_actors.append(dot)
+        if overlay.label:
+            label = vtkTextActor()
+            label.SetInput(overlay.label)
+            label.GetTextProperty().SetColor(*overlay.color)
+            label.GetTextProperty().SetFontSize(13)
+            label.GetTextProperty().SetShadow(True)
+            coord = label.GetPositionCoordinate()
+            coord.SetCoordinateSystemToWorld()
+            coord.SetValue(float(entry[0]) + 4.0, float(entry[1]) + 4.0, 0.3)
             self.renderer.AddViewProp(label)
             self._overlay_actors.append(label)
 
@@ -360,6 +405,13 @@ def _nice_length(target: float) -> float:
         if value <= target:
             return float(value)
     return float(10**exponent)
+
+
+def _circle(centre: np.ndarray, radius: float, n: int = 24) -> np.ndarray:
+    angles = np.linspace(0.0, 2.0 * np.pi, n + 1)
+    return np.column_stack(
+        [centre[0] + radius * np.cos(angles), centre[1] + radius * np.sin(angles)]
+    )
 
 
 def _polyline_actor(points_2d: np.ndarray, color, z: float, width: float) -> vtkActor:

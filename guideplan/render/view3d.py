@@ -15,9 +15,11 @@ from vtkmodules.vtkCommonTransforms import vtkTransform
 from vtkmodules.vtkFiltersCore import (
     vtkFlyingEdges3D,
     vtkPolyDataNormals,
+    vtkTubeFilter,
     vtkWindowedSincPolyDataFilter,
 )
 from vtkmodules.vtkFiltersGeneral import vtkTransformFilter
+from vtkmodules.vtkFiltersSources import vtkLineSource, vtkSphereSource
 from vtkmodules.vtkImagingCore import vtkImageMapToColors
 from vtkmodules.vtkRenderingAnnotation import vtkAnnotatedCubeActor
 from vtkmodules.vtkRenderingCore import (
@@ -80,6 +82,38 @@ def bone_surface(volume: Volume, threshold_hu: float, max_voxels: int = 4_000_00
     return out
 
 
+def _tube_actor(points, radius: float, colour, opacity: float) -> vtkActor:
+    line = vtkLineSource()
+    line.SetPoint1(*map(float, points[0]))
+    line.SetPoint2(*map(float, points[1]))
+    tube = vtkTubeFilter()
+    tube.SetInputConnection(line.GetOutputPort())
+    tube.SetRadius(radius)
+    tube.SetNumberOfSides(16)
+    tube.CappingOn()
+    mapper = vtkPolyDataMapper()
+    mapper.SetInputConnection(tube.GetOutputPort())
+    actor = vtkActor()
+    actor.SetMapper(mapper)
+    actor.GetProperty().SetColor(*colour)
+    actor.GetProperty().SetOpacity(opacity)
+    return actor
+
+
+def _sphere_actor(centre, radius: float, colour) -> vtkActor:
+    sphere = vtkSphereSource()
+    sphere.SetCenter(*map(float, centre))
+    sphere.SetRadius(radius)
+    sphere.SetThetaResolution(20)
+    sphere.SetPhiResolution(20)
+    mapper = vtkPolyDataMapper()
+    mapper.SetInputConnection(sphere.GetOutputPort())
+    actor = vtkActor()
+    actor.SetMapper(mapper)
+    actor.GetProperty().SetColor(*colour)
+    return actor
+
+
 def _window_level_lut(lut: vtkLookupTable, window: float, level: float) -> None:
     """Grey ramp over the window; dark values fade out so planes never hide the bone.
 
@@ -130,6 +164,7 @@ class View3D:
         self.slice_views: dict[str, SliceView] = {}
         self.cube_renderer = self._make_cube_renderer()
         self.volume: Volume | None = None
+        self._needle_actors: list[vtkActor] = []
 
     def attach_render_window(self, window) -> None:
         """Add the corner cube renderer to the window that shows this view."""
@@ -181,6 +216,37 @@ class View3D:
             actor.SetUserMatrix(vtk_image.to_vtk_matrix(matrix))
             _window_level_lut(self.plane_luts[name], view.window, view.level)
             actor.VisibilityOn()
+
+    def set_needles(self, needles: list[tuple]) -> None:
+        """Needles as tubes with a tip ball and the path's extension beyond the tip dashed.
+
+        ``needles``: (entry, target, colour, radius_mm, selected) tuples in LPS.
+        """
+        for actor in self._needle_actors:
+            self.renderer.RemoveActor(actor)
+        self._needle_actors = []
+        for entry, target, colour, radius, selected in needles:
+            entry = np.asarray(entry, float)
+            target = np.asarray(target, float)
+            length = float(np.linalg.norm(target - entry))
+            if length == 0:
+                continue
+            direction = (target - entry) / length
+            tube = _tube_actor(
+                [entry, target], max(radius, 0.4) * (1.4 if selected else 1.0), colour, opacity=1.0
+            )
+            tip = _sphere_actor(target, max(radius * 1.8, 1.2), colour)
+            dashes = []
+            for start in np.arange(2.0, 30.0, 4.0):  # 2 mm dashes, 2 mm gaps, 30 mm ahead
+                a = target + direction * start
+                dashes.append(
+                    _tube_actor(
+                        [a, a + direction * 2.0], max(radius, 0.4) * 0.6, colour, opacity=0.6
+                    )
+                )
+            for actor in (tube, tip, *dashes):
+                self.renderer.AddActor(actor)
+                self._needle_actors.append(actor)
 
     def reset_camera(self) -> None:
         """Anterior view, head up: the patient's left on the screen's right."""

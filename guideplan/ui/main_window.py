@@ -35,8 +35,8 @@ from guideplan.core.resources import window_level_presets
 from guideplan.core.volume import Volume
 from guideplan.io.case_file import is_case
 from guideplan.model.case import open_case, save_case
-from guideplan.model.commands import AddNode, RemoveNode, SetFields
-from guideplan.model.nodes import MeasurementNode, Node, VolumeNode
+from guideplan.model.commands import AddNode, RemoveNode, SetField, SetFields
+from guideplan.model.nodes import MeasurementNode, Node, TrajectoryNode, VolumeNode
 from guideplan.model.recovery import (
     Autosaver,
     RecentCases,
@@ -45,13 +45,18 @@ from guideplan.model.recovery import (
     recover,
 )
 from guideplan.model.scene import Scene
+from guideplan.planning.devices import load_catalog
+from guideplan.planning.path_analysis import PathContext, analyze_path
 from guideplan.render.slice_view import Overlay2D
+from guideplan.ui.trajectory_panel import TrajectoryPanel
 from guideplan.ui.views import SliceWidget, View3DWidget
 from guideplan.ui.workers import _ACTIVE, run_task
 
 SLICE_VIEWS = ("axial", "coronal", "sagittal")
 LAYOUTS = ("four_up", "one_plus_three", "single")
 MEASURE_COLOUR = (1.0, 0.85, 0.2)
+NEEDLE_COLOURS = [(0.2, 0.9, 0.4), (1.0, 0.5, 0.2), (0.8, 0.4, 1.0), (0.3, 0.8, 1.0)]
+HANDLE_PICK_PX = 10.0
 PENDING_COLOUR = (0.4, 0.9, 1.0)
 
 
@@ -76,6 +81,10 @@ class MainWindow(QMainWindow):
         self.case_path: Path | None = None
         self._first_slice_reported = False
         self.presets = window_level_presets()
+        self.catalog = load_catalog()
+        self.path_ctx: PathContext | None = None
+        self.current_trajectory: str | None = None
+        self.trajectory_report = None
 
         self.slice_widgets = {name: SliceWidget(name) for name in SLICE_VIEWS}
         self.view3d = View3DWidget()
@@ -94,6 +103,8 @@ class MainWindow(QMainWindow):
             widget.hovered.connect(self._on_view_hovered)
             widget.tool_point.connect(self._on_tool_point)
             widget.tool_drag.connect(self._on_tool_drag)
+            widget.handle_dragged.connect(self._on_handle_dragged)
+            widget.handle_picker = self._pick_handle
         self.view3d.hovered.connect(self._on_view_hovered)
         self.recent = RecentCases()
         self.autosaver: Autosaver | None = None
@@ -131,6 +142,7 @@ class MainWindow(QMainWindow):
         if self.planning is not None and self.planning.volume is not None:
             self._show_volume(self.planning.volume)
         self._refresh_measurement_list()
+        self._refresh_trajectories()
         self._update_actions()
         if case_path is not None and not unsaved:
             self.recent.add(case_path)
@@ -220,6 +232,14 @@ class MainWindow(QMainWindow):
         delete.clicked.connect(self.delete_selected_measurement)
         box.addWidget(delete)
 
+        self.trajectory_panel = TrajectoryPanel(self.catalog)
+        self.trajectory_panel.new_requested.connect(lambda: self.set_tool("trajectory"))
+        self.trajectory_panel.selected.connect(self.select_trajectory)
+        self.trajectory_panel.delete_requested.connect(self.delete_current_trajectory)
+        self.trajectory_panel.device_chosen.connect(self._set_device)
+        self.trajectory_panel.lock_toggled.connect(self._set_locked)
+        self.trajectory_panel.suggest_requested.connect(self.suggest_entries)
+        box.addWidget(self.trajectory_panel)
         self.anonymize_box = QCheckBox("Hide patient identity")
         self.anonymize_box.toggled.connect(self.set_anonymize)
         box.addWidget(self.anonymize_box)
@@ -295,6 +315,7 @@ class MainWindow(QMainWindow):
             ("navigate", "Navigate", "N"),
             ("ruler", "Ruler", "M"),
             ("angle", "Angle", "A"),
+            ("trajectory", "Trajectory (target, then entry)", "T"),
         ):
             action = tools.addAction(label)
             action.setShortcut(QKeySequence(key))
@@ -372,6 +393,7 @@ class MainWindow(QMainWindow):
             widget.slice_view.set_volume(volume, self.cursor)
             widget.slice_view.set_window_level(node.display.window, node.display.level)
         self._sync_preset_combo()
+        self._build_path_context(volume)
         self.view3d.view3d.set_volume(volume)
         self.view3d.view3d.show_slice_planes(
             {n: w.slice_view for n, w in self.slice_widgets.items()}
@@ -501,6 +523,8 @@ class MainWindow(QMainWindow):
                 "navigate": "Navigate: click to move the crosshair, right-drag for window/level.",
                 "ruler": "Ruler: press on the first point, drag to the second, release.",
                 "angle": "Angle: click the first point, the vertex, then the last point.",
+                "trajectory": "Trajectory: click the target, then the skin entry point. "
+                "Drag either end afterwards.",
             }[tool],
             6000,
         )
@@ -520,6 +544,12 @@ class MainWindow(QMainWindow):
             if len(self._pending_points) == 3:
                 self._add_measurement(self._pending_points, "angle")
                 self._pending_points = []
+        elif self.tool == "trajectory" and not released:
+            self._pending_points.append(lps)
+            if len(self._pending_points) == 2:
+                target, entry = self._pending_points
+                self._pending_points = []
+                self._add_trajectory(entry, target)
         self._refresh_views()
 
     def _on_tool_drag(self, lps) -> None:
@@ -542,6 +572,167 @@ class MainWindow(QMainWindow):
         if item is not None:
             self.scene.execute(RemoveNode(item.data(Qt.ItemDataRole.UserRole)))
 
+    # -- trajectories ------------------------------------------------------------------
+    def _add_trajectory(self, entry, target) -> None:
+        count = len(self.scene.nodes_of(TrajectoryNode))
+        node = TrajectoryNode(
+            name=f"Needle {count + 1}",
+            entry=tuple(float(v) for v in entry),
+            target=tuple(float(v) for v in target),
+            device_id=self.catalog.default_needle().id,
+        )
+        node.display.color = NEEDLE_COLOURS[count % len(NEEDLE_COLOURS)]
+        self.scene.execute(AddNode(node))
+        self.current_trajectory = node.id
+        self.set_tool("navigate")
+        self._refresh_trajectories()
+
+    def _current(self) -> TrajectoryNode | None:
+        node = self.scene.find(self.current_trajectory)
+        return node if isinstance(node, TrajectoryNode) else None
+
+    def select_trajectory(self, node_id: str) -> None:
+        self.current_trajectory = node_id
+        self._refresh_trajectories()
+        self._refresh_views()
+
+    def delete_current_trajectory(self) -> None:
+        node = self._current()
+        if node is not None:
+            self.scene.execute(RemoveNode(node.id))
+
+    def _set_device(self, device_id: str) -> None:
+        node = self._current()
+        if node is not None and device_id and node.device_id != device_id:
+            self.scene.execute(SetField(node.id, "device_id", device_id, text="Change device"))
+
+    def _set_locked(self, locked: bool) -> None:
+        node = self._current()
+        if node is not None and node.locked != locked:
+            self.scene.execute(SetField(node.id, "locked", locked, text="Lock trajectory"))
+
+    def _pick_handle(self, widget: SliceWidget, pos) -> tuple[str, str] | None:
+        """(node id, 'entry'|'target') of an unlocked needle end under the mouse."""
+        sv = widget.slice_view
+        if sv.frame is None or self.tool not in ("navigate", "trajectory"):
+            return None
+        x, y = widget._display_xy(pos)
+        tolerance = max(sv.step_mm, 0.5) * 0.6
+        best, best_d = None, HANDLE_PICK_PX * widget.canvas.devicePixelRatioF()
+        for node in self.scene.nodes_of(TrajectoryNode):
+            if node.locked or not node.display.visible:
+                continue
+            for which in ("entry", "target"):
+                point = np.asarray(getattr(node, which), dtype=float)
+                if abs(sv.frame.to_plane(point)[2] - sv.depth) > tolerance:
+                    continue
+                dx, dy = sv.lps_to_display(point)
+                d = float(np.hypot(dx - x, dy - y))
+                if d < best_d:
+                    best, best_d = (node.id, which), d
+        return best
+
+    def _on_handle_dragged(self, handle, lps, finished: bool) -> None:
+        if finished:
+            self.scene.history.seal()
+            return
+        node_id, which = handle
+        self.current_trajectory = node_id
+        self.scene.execute(
+            SetField(
+                node_id,
+                which,
+                tuple(float(v) for v in lps),
+                text=f"Move {which}",
+                merge_key=("drag", node_id, which),
+            )
+        )
+
+    def _build_path_context(self, volume: Volume) -> None:
+        """Readouts work at once on the CT; structures found automatically arrive later."""
+        self.path_ctx = PathContext(volume)
+
+        def task(progress, cancel):
+            from guideplan.planning.structures import auto_structures
+
+            return auto_structures(volume)
+
+        def done(structures) -> None:
+            if self.path_ctx is not None and self.path_ctx.volume is volume:
+                self.path_ctx.structures = structures
+                self._refresh_trajectories()
+
+        run_task(self, task, done, "Finding structures", show_progress=False)
+
+    def _refresh_trajectories(self) -> None:
+        nodes = self.scene.nodes_of(TrajectoryNode)
+        if self.current_trajectory not in {n.id for n in nodes}:
+            self.current_trajectory = nodes[-1].id if nodes else None
+        self.trajectory_panel.set_trajectories(
+            [(n.id, n.name) for n in nodes], self.current_trajectory
+        )
+        node = self._current()
+        report = None
+        if node is not None and self.path_ctx is not None and node.entry != node.target:
+            device = (
+                self.catalog.get(node.device_id)
+                if node.device_id in self.catalog
+                else self.catalog.default_needle()
+            )
+            report = analyze_path(self.path_ctx, node.entry, node.target, device)
+        self.trajectory_report = report
+        self.trajectory_panel.show_report(
+            report, node.device_id if node else "", node.locked if node else False
+        )
+        needles = []
+        for n in nodes:
+            if not n.display.visible:
+                continue
+            device = self.catalog.get(n.device_id) if n.device_id in self.catalog else None
+            radius = device.radius_mm if device else 0.6
+            needles.append(
+                (n.entry, n.target, tuple(n.display.color), radius, n.id == self.current_trajectory)
+            )
+        self.view3d.view3d.set_needles(needles)
+
+    def suggest_entries(self) -> None:
+        node = self._current()
+        if node is None or self.path_ctx is None:
+            self.statusBar().showMessage("Place a trajectory (its target) first.", 5000)
+            return
+        from guideplan.planning.suggest import suggest_entries
+
+        position = _position_of(self.planning.volume.meta.get("patient_position", ""))
+        device = (
+            self.catalog.get(node.device_id)
+            if node.device_id in self.catalog
+            else self.catalog.default_needle()
+        )
+        ctx, target, node_id = self.path_ctx, node.target, node.id
+
+        def task(progress, cancel):
+            return suggest_entries(ctx, target, device, position=position, progress=progress)
+
+        def done(result) -> None:
+            ranked = result.ranked
+            if not ranked:
+                self.statusBar().showMessage("No safe straight path found from the skin.", 8000)
+                return
+            best = ranked[0]
+            self.scene.execute(
+                SetField(
+                    node_id, "entry", tuple(float(v) for v in best.entry), text="Suggested entry"
+                )
+            )
+            routes = ", ".join(f"{k} {c.score:.2f}" for k, c in result.best_per_route().items())
+            self.statusBar().showMessage(
+                f"{len(ranked)} possible paths; best {best.route} (score {best.score:.2f}). "
+                f"Routes: {routes}",
+                15000,
+            )
+
+        run_task(self, task, done, "Suggesting entry points")
+
     # -- scene -> views ----------------------------------------------------------------
     def _on_scene_change(self, node: Node, field: str) -> None:
         if node is self.planning and field.startswith("display."):
@@ -550,6 +741,8 @@ class MainWindow(QMainWindow):
             self._sync_preset_combo()
         if isinstance(node, MeasurementNode):
             self._refresh_measurement_list()
+        if isinstance(node, TrajectoryNode):
+            self._refresh_trajectories()
         self._refresh_views()
 
     def _refresh_measurement_list(self) -> None:
@@ -565,6 +758,18 @@ class MainWindow(QMainWindow):
             for n in self.scene.nodes_of(MeasurementNode)
             if n.display.visible
         ]
+        for n in self.scene.nodes_of(TrajectoryNode):
+            if n.display.visible:
+                label = n.name if n.id == self.current_trajectory else ""
+                overlays.append(
+                    Overlay2D(
+                        [n.entry, n.target],
+                        label,
+                        tuple(n.display.color),
+                        needle=True,
+                        selected=n.id == self.current_trajectory,
+                    )
+                )
         if self._pending_points:
             pts = [tuple(p) for p in self._pending_points]
             label = ""
@@ -794,6 +999,20 @@ class MainWindow(QMainWindow):
         for task in list(_ACTIVE):
             task.shutdown()
         event.accept()
+
+
+def _position_of(patient_position: str) -> str | None:
+    """DICOM PatientPosition -> the reachable skin for suggestions."""
+    code = patient_position.upper()
+    if code.endswith("P"):
+        return "prone"
+    if code.endswith("S"):
+        return "supine"
+    if code.endswith("DL"):
+        return "right-up"  # lying on the left side: the right side is up
+    if code.endswith("DR"):
+        return "left-up"
+    return None
 
 
 def _local_time(iso: str) -> str:

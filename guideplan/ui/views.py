@@ -78,6 +78,8 @@ class SliceWidget(QFrame):
     hover_lps = Signal(object)
     hovered = Signal(str)
     camera_changed = Signal()
+    #: Dragging a plan handle (e.g. a needle's entry): key, LPS point, finished?
+    handle_dragged = Signal(object, object, bool)
 
     def __init__(self, view: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -98,6 +100,9 @@ class SliceWidget(QFrame):
         layout.addWidget(self.canvas, 1)
         layout.addWidget(self.slider)
         self.tool = "navigate"
+        #: Set by the window: (widget, Qt position) -> handle key under the mouse, or None.
+        self.handle_picker = None
+        self._handle = None
         self._drag: str | None = None
         self._last = QPoint()
         self._updating_slider = False
@@ -148,7 +153,10 @@ class SliceWidget(QFrame):
             lps = self.lps_at(self._last)
             if lps is None:
                 return
-            if self.tool == "navigate":
+            handle = self.handle_picker(self, self._last) if self.handle_picker else None
+            if handle is not None:
+                self._drag, self._handle = "handle", handle
+            elif self.tool == "navigate":
                 self._drag = "cursor"
                 self.cursor_requested.emit(lps)
             else:
@@ -173,11 +181,18 @@ class SliceWidget(QFrame):
             lps = self.lps_at(pos)
             if lps is not None:
                 self.tool_drag.emit(lps)
+        elif self._drag == "handle":
+            lps = self.lps_at(pos)
+            if lps is not None:
+                self.handle_dragged.emit(self._handle, lps, False)
         self._last = pos
         self.hover_lps.emit(self.lps_at(pos))
 
     def handle_release(self, event: QMouseEvent) -> None:
-        if self._drag == "wl":
+        if self._drag == "handle":
+            self.handle_dragged.emit(self._handle, None, True)
+            self._handle = None
+        elif self._drag == "wl":
             self.window_level_dragged.emit(0.0, 0.0, True)
         elif self._drag == "tool":
             lps = self.lps_at(event.position().toPoint())

@@ -1,0 +1,178 @@
+"""The trajectory panel: list, device, live readouts, warnings and the HU profile.
+
+Shows a :class:`~guideplan.planning.path_analysis.PathReport`; computes nothing itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from guideplan.planning.devices import Catalog
+from guideplan.planning.path_analysis import PathReport
+
+SEVERITY_COLOURS = {"danger": "#ff6b6b", "warning": "#f0c040", "info": "#9ec5ff"}
+TISSUE_COLOURS = {
+    "skin": "#e8b4a0",
+    "fat": "#d8c060",
+    "soft tissue": "#c05050",
+    "trabecular bone": "#e0d8c0",
+    "cortical bone": "#ffffff",
+    "lesion": "#40c0ff",
+}
+
+
+class HuProfile(QWidget):
+    """HU along the path (entry at the left, target at the right), tissues as a band."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setMinimumHeight(110)
+        self.report: PathReport | None = None
+
+    def set_report(self, report: PathReport | None) -> None:
+        self.report = report
+        self.update()
+
+    def paintEvent(self, event) -> None:
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), QColor("#15171a"))
+        r = self.report
+        if r is None or len(r.profile_mm) < 2:
+            painter.end()
+            return
+        w, h = self.width(), self.height()
+        band = 10
+        lo, hi = -1000.0, 2000.0
+        length = float(r.profile_mm[-1]) or 1.0
+
+        def x_of(s: float) -> float:
+            return 4 + (w - 8) * s / length
+
+        def y_of(v: float) -> float:
+            return 4 + (h - band - 10) * (1 - (np.clip(v, lo, hi) - lo) / (hi - lo))
+
+        painter.setPen(QPen(QColor("#3a3f47"), 1))
+        for level in (0, 1000):
+            painter.drawLine(QPointF(4, y_of(level)), QPointF(w - 4, y_of(level)))
+        path = QPainterPath(QPointF(x_of(r.profile_mm[0]), y_of(r.profile_hu[0])))
+        for s, v in zip(r.profile_mm[1:], r.profile_hu[1:], strict=True):
+            path.lineTo(QPointF(x_of(s), y_of(v)))
+        painter.setPen(QPen(QColor("#9ec5ff"), 1.5))
+        painter.drawPath(path)
+        for seg in r.tissues:
+            colour = QColor(TISSUE_COLOURS.get(seg.tissue, "#ff8040"))
+            painter.fillRect(
+                int(x_of(seg.start_mm)),
+                h - band - 2,
+                max(1, int(x_of(seg.end_mm) - x_of(seg.start_mm))),
+                band,
+                colour,
+            )
+        painter.setPen(QColor("#8a8f98"))
+        painter.drawText(6, 14, "HU")
+        painter.end()
+
+
+class TrajectoryPanel(QWidget):
+    selected = Signal(str)  # node id
+    device_chosen = Signal(str)  # device id
+    delete_requested = Signal()
+    lock_toggled = Signal(bool)
+    suggest_requested = Signal()
+    new_requested = Signal()
+
+    def __init__(self, catalog: Catalog) -> None:
+        super().__init__()
+        box = QVBoxLayout(self)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addWidget(QLabel("<b>Trajectories</b>"))
+        self.list = QListWidget()
+        self.list.setMaximumHeight(90)
+        self.list.currentItemChanged.connect(self._on_current)
+        box.addWidget(self.list)
+        row = QHBoxLayout()
+        for label, signal in (
+            ("New", self.new_requested),
+            ("Delete", self.delete_requested),
+            ("Suggest entries", self.suggest_requested),
+        ):
+            button = QPushButton(label)
+            button.clicked.connect(signal.emit)
+            row.addWidget(button)
+        box.addLayout(row)
+        self.device = QComboBox()
+        for device in catalog:
+            self.device.addItem(device.name, device.id)
+        self.device.activated.connect(
+            lambda index: self.device_chosen.emit(self.device.itemData(index))
+        )
+        box.addWidget(self.device)
+        self.lock = QCheckBox("Locked")
+        self.lock.toggled.connect(self.lock_toggled.emit)
+        box.addWidget(self.lock)
+        self.readouts = QLabel("Place a target, then an entry (tool T).")
+        self.readouts.setWordWrap(True)
+        self.readouts.setTextFormat(Qt.TextFormat.RichText)
+        box.addWidget(self.readouts)
+        self.profile = HuProfile()
+        box.addWidget(self.profile)
+
+    def set_trajectories(self, items: list[tuple[str, str]], current: str | None) -> None:
+        self.list.blockSignals(True)
+        self.list.clear()
+        for node_id, name in items:
+            item = QListWidgetItem(name)
+            item.setData(Qt.ItemDataRole.UserRole, node_id)
+            self.list.addItem(item)
+            if node_id == current:
+                self.list.setCurrentItem(item)
+        self.list.blockSignals(False)
+
+    def _on_current(self, item, _previous) -> None:
+        if item is not None:
+            self.selected.emit(item.data(Qt.ItemDataRole.UserRole))
+
+    def show_report(self, report: PathReport | None, device_id: str = "", locked: bool = False):
+        self.profile.set_report(report)
+        index = self.device.findData(device_id)
+        if index >= 0:
+            self.device.setCurrentIndex(index)
+        self.lock.blockSignals(True)
+        self.lock.setChecked(locked)
+        self.lock.blockSignals(False)
+        if report is None:
+            self.readouts.setText("Place a target, then an entry (tool T).")
+            return
+        a = report.angles
+        toward = "" if a.toward == "none" else f" toward patient's {a.toward}"
+        tissues = " → ".join(f"{t.tissue} {t.length_mm:.0f}" for t in report.tissues)
+        distances = "".join(
+            f"<br>{d.name}: {d.distance_mm:.1f} mm (≥ {d.threshold_mm:g})" for d in report.distances
+        )
+        warnings = "".join(
+            f"<br><span style='color:{SEVERITY_COLOURS.get(w.severity, '#ddd')}'>"
+            f"⚠ {w.code}: {w.message}</span>"
+            for w in report.warnings
+        )
+        self.readouts.setText(
+            f"Length <b>{report.length_mm:.1f} mm</b>, skin→target "
+            f"{report.skin_to_target_mm:.1f} mm, in bone {report.bone_depth_mm:.1f} mm<br>"
+            f"Craniocaudal <b>{a.craniocaudal_deg:+.1f}°</b>, axial from vertical "
+            f"<b>{a.axial_from_vertical_deg:.1f}°</b>{toward}<br>"
+            f"Gantry tilt for one slice: {a.gantry_tilt_deg:+.1f}°<br>"
+            f"Direction (LPS): {a.direction[0]:+.3f}, {a.direction[1]:+.3f}, "
+            f"{a.direction[2]:+.3f}<br><small>{tissues}</small>{distances}{warnings}"
+        )

@@ -1,0 +1,70 @@
+"""Trajectories in the window: place target then entry, drag an end, undo, readouts."""
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint
+
+from guideplan.model.nodes import TrajectoryNode
+from tests.ui.test_main_window import _drag, _mouse
+
+
+def _to_qt(widget, lps) -> QPoint:
+    x, y = widget.slice_view.lps_to_display(np.asarray(lps, float))
+    ratio = widget.canvas.devicePixelRatioF()
+    return QPoint(
+        int(round(x / ratio)), int(round((widget.canvas.height() * ratio - y - 1) / ratio))
+    )
+
+
+def test_place_drag_undo_and_readouts(window, qtbot):
+    axial = window.slice_widgets["axial"]
+    centre = window.cursor.copy()
+    target = centre + np.array([0.0, 10.0, 0.0])
+    entry = centre + np.array([-30.0, 50.0, 0.0])
+    window.set_tool("trajectory")
+    for point in (target, entry):
+        pos = _to_qt(axial, point)
+        _mouse(axial.canvas, "press", pos)
+        _mouse(axial.canvas, "release", pos)
+    (node,) = window.scene.nodes_of(TrajectoryNode)
+    np.testing.assert_allclose(node.target, target, atol=1.5)
+    np.testing.assert_allclose(node.entry, entry, atol=1.5)
+    assert window.tool == "navigate"
+    text = window.trajectory_panel.readouts.text()
+    assert "Length" in text and "toward patient's left" in text  # tip moves to +x
+    assert window.trajectory_report.angles.toward == "left"
+
+    # Drag the entry 20 mm further to the patient's right: one undo step.
+    start = _to_qt(axial, node.entry)
+    end = _to_qt(axial, np.asarray(node.entry) + [-20.0, 0.0, 0.0])
+    steps_before = len(window.scene.history)
+    _drag(axial.canvas, start, end)
+    assert node.entry[0] == pytest.approx(entry[0] - 20.0, abs=1.5)
+    assert len(window.scene.history) == steps_before + 1
+    length_after = window.trajectory_report.length_mm
+    window.act_undo.trigger()
+    np.testing.assert_allclose(node.entry, entry, atol=1.5)
+    assert window.trajectory_report.length_mm < length_after
+    window.act_redo.trigger()
+    assert node.entry[0] == pytest.approx(entry[0] - 20.0, abs=1.5)
+
+
+def test_locked_trajectory_cannot_be_dragged(window, qtbot):
+    window._add_trajectory(window.cursor + [-30.0, 50.0, 0.0], window.cursor + [0.0, 10.0, 0.0])
+    (node,) = window.scene.nodes_of(TrajectoryNode)
+    window.trajectory_panel.lock.setChecked(True)
+    assert node.locked
+    axial = window.slice_widgets["axial"]
+    before = node.entry
+    _drag(axial.canvas, _to_qt(axial, node.entry), _to_qt(axial, np.add(node.entry, [-20, 0, 0])))
+    assert node.entry == before
+
+
+def test_device_change_is_undoable_and_updates_readouts(window, qtbot):
+    window._add_trajectory(window.cursor + [-30.0, 50.0, 0.0], window.cursor + [0.0, 10.0, 0.0])
+    (node,) = window.scene.nodes_of(TrajectoryNode)
+    window._set_device("needle-16g-100")
+    assert node.device_id == "needle-16g-100"
+    assert window.trajectory_report.device.id == "needle-16g-100"
+    window.act_undo.trigger()
+    assert node.device_id != "needle-16g-100"
