@@ -43,6 +43,9 @@ VIEW_COLOURS = {
 LETTER_COLOUR = (0.95, 0.9, 0.55)
 TEXT_COLOUR = (0.85, 0.85, 0.85)
 BACKGROUND = (0.0, 0.0, 0.0)
+#: Scrolling "forward" (wheel up, arrow up) moves toward S in axial, A in coronal and L in
+#: sagittal views, as on common workstations: +1 where that is the plane's +w.
+SCROLL_SIGN = {"axial": -1, "coronal": 1, "sagittal": 1}
 
 
 @dataclass
@@ -74,6 +77,7 @@ class SliceView:
         self.cursor = np.zeros(3)
         self.window, self.level = 1800.0, 400.0
         self.show_crosshair = True
+        self.custom_axes = False
 
         self.reslice = vtkImageReslice()
         self.reslice.SetOutputDimensionality(2)
@@ -105,10 +109,37 @@ class SliceView:
     # -- content ------------------------------------------------------------------------
     def set_volume(self, volume: Volume, cursor: np.ndarray | None = None) -> None:
         self.volume = volume
-        self.frame = PlaneFrame.for_view(self.view, volume.center_lps())
         image = vtk_image.to_vtk_image(volume.array, volume.spacing)
         self.reslice.SetInputData(image)
         self.reslice.SetBackgroundLevel(float(volume.array.min()))
+        self.custom_axes = False
+        self._set_frame(PlaneFrame.for_view(self.view, volume.center_lps()), cursor)
+        self.reset_camera()
+
+    def set_plane_axes(
+        self, u: np.ndarray | None, v: np.ndarray | None = None, cursor: np.ndarray | None = None
+    ) -> None:
+        """Show an oblique plane (screen right ``u``, screen up ``v``, LPS vectors), e.g.
+        a needle view; ``None`` returns to the view's standard plane."""
+        if self.volume is None:
+            return
+        centre = self.volume.center_lps()
+        if u is None:
+            frame = PlaneFrame.for_view(self.view, centre)
+        else:
+            u = np.asarray(u, float) / np.linalg.norm(u)
+            v = np.asarray(v, float) - (np.asarray(v, float) @ u) * u
+            v /= np.linalg.norm(v)
+            frame = PlaneFrame(u=u, v=v, w=np.cross(u, v), origin=centre)
+        self.custom_axes = u is not None
+        self._set_frame(frame, self.cursor if cursor is None else cursor)
+        self.reset_camera()
+
+    def _set_frame(self, frame: PlaneFrame, cursor: np.ndarray | None) -> None:
+        volume = self.volume
+        assert volume is not None
+        self.frame = frame
+        self._update_letters()
         lo, hi = vtk_image.volume_extent_in_plane(volume, self.frame)
         spacing = float(min(volume.spacing))
         nx = math.ceil((hi[0] - lo[0]) / spacing) + 1
@@ -120,7 +151,6 @@ class SliceView:
         self.step_mm = vtk_image.slice_step_mm(volume, self.frame.w)
         self.image_actor.VisibilityOn()
         self.set_cursor(volume.center_lps() if cursor is None else cursor)
-        self.reset_camera()
 
     def set_cursor(self, lps: np.ndarray) -> None:
         """Move the plane through ``lps`` and put the crosshair on it."""
@@ -133,10 +163,11 @@ class SliceView:
         self._update_crosshair(x, y)
 
     def scroll(self, steps: int) -> np.ndarray:
-        """Move the plane by whole slices; returns the new cursor position."""
+        """Move the plane by whole slices (positive: toward S, A or L); new cursor."""
         if self.frame is None:
             return self.cursor
-        self.set_cursor(self.cursor + steps * self.step_mm * self.frame.w)
+        sign = 1 if self.custom_axes else SCROLL_SIGN[self.view]
+        self.set_cursor(self.cursor + sign * steps * self.step_mm * self.frame.w)
         return self.cursor
 
     def set_window_level(self, window: float, level: float) -> None:
@@ -147,8 +178,11 @@ class SliceView:
     def slice_index(self) -> tuple[int, int]:
         """(1-based slice number, slice count) along the view normal."""
         lo, hi = self._depth_range
-        n = round((hi - lo) / self.step_mm) + 1
-        return round((self.depth - lo) / self.step_mm) + 1, n
+        n = math.floor((hi - lo) / self.step_mm + 0.5) + 1
+        forward = 1 if self.custom_axes else SCROLL_SIGN[self.view]
+        from_start = self.depth - lo if forward > 0 else hi - self.depth
+        index = math.floor(from_start / self.step_mm + 0.5) + 1  # no round-half-to-even
+        return int(min(max(index, 1), n)), int(n)
 
     def set_corner_text(self, corner: int, text: str) -> None:
         """Corners: 0 lower-left, 1 lower-right, 2 upper-left, 3 upper-right."""
@@ -277,6 +311,15 @@ class SliceView:
         lps_to_local = np.linalg.inv(vtk_image.local_to_lps(self.volume))
         self.reslice.SetResliceAxes(vtk_image.to_vtk_matrix(lps_to_local @ plane_to_lps))
         self.reslice.Modified()
+
+    def _update_letters(self) -> None:
+        """Edge letters from the plane's axes: exact for standard views, dominant-first
+        pairs (e.g. 'LA') for oblique ones."""
+        if self.frame is None:
+            return
+        u, v = self.frame.u, self.frame.v
+        for side, vector in (("left", -u), ("right", u), ("top", v), ("bottom", -v)):
+            self.letters[side].SetInput(geometry.closest_axis_letters(vector)[:2])
 
     def _make_letters(self) -> dict[str, vtkTextActor]:
         u, v = vtk_image.VIEW_AXES[self.view]

@@ -205,3 +205,15 @@ def test_screenshot_letters_and_left_marker_on_the_right(window, qtbot):
     assert yellow[mid - 25 : mid + 25, w - 35 :].sum() > 10, "no 'L' on the right edge"
     assert yellow[mid - 25 : mid + 25, :35].sum() > 10, "no 'R' on the left edge"
     assert yellow[:35, w // 2 - 25 : w // 2 + 25].sum() > 10, "no 'A' on the top edge"
+
+
+def test_wheel_up_moves_toward_head_anterior_left(window, qtbot):
+    start = window.cursor.copy()
+    _wheel(window.slice_widgets["axial"].canvas, 1)
+    assert window.cursor[2] > start[2]  # axial: toward S
+    start = window.cursor.copy()
+    _wheel(window.slice_widgets["coronal"].canvas, 1)
+    assert window.cursor[1] < start[1]  # coronal: toward A (-y)
+    start = window.cursor.copy()
+    _wheel(window.slice_widgets["sagittal"].canvas, 1)
+    assert window.cursor[0] > start[0]  # sagittal: toward L (+x)
