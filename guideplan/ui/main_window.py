@@ -9,6 +9,7 @@ add) is edited through commands, so Ctrl+Z undoes any of it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -85,6 +86,7 @@ class MainWindow(QMainWindow):
         self.path_ctx: PathContext | None = None
         self.current_trajectory: str | None = None
         self.trajectory_report = None
+        self.needle_views = False
 
         self.slice_widgets = {name: SliceWidget(name) for name in SLICE_VIEWS}
         self.view3d = View3DWidget()
@@ -301,6 +303,13 @@ class MainWindow(QMainWindow):
         presets = view.addMenu("Window/level preset")
         for name in self.presets:
             presets.addAction(name).triggered.connect(lambda _=False, n=name: self.apply_preset(n))
+        self.act_needle_views = view.addAction("Needle views (in-plane ×2, bull's-eye)")
+        self.act_needle_views.setCheckable(True)
+        self.act_needle_views.setShortcut(QKeySequence("V"))
+        self.act_needle_views.toggled.connect(self.set_needle_views)
+        self.act_frame_path = view.addAction("Show the whole path")
+        self.act_frame_path.setShortcut(QKeySequence("P"))
+        self.act_frame_path.triggered.connect(self.frame_path)
         self.act_crosshair = view.addAction("Crosshair")
         self.act_crosshair.setCheckable(True)
         self.act_crosshair.setChecked(True)
@@ -431,13 +440,14 @@ class MainWindow(QMainWindow):
         run_task(self, task, done, "Bone surface", show_progress=False)
 
     # -- navigation ----------------------------------------------------------------------
-    def set_cursor(self, lps) -> None:
+    def set_cursor(self, lps, refresh: bool = True) -> None:
         if self.planning is None or lps is None:
             return
         self.cursor = np.asarray(lps, dtype=float)
         for widget in self.slice_widgets.values():
             widget.slice_view.set_cursor(self.cursor)
-        self._refresh_views()
+        if refresh:
+            self._refresh_views()
 
     def reset_views(self) -> None:
         for widget in self.slice_widgets.values():
@@ -681,6 +691,8 @@ class MainWindow(QMainWindow):
             )
             report = analyze_path(self.path_ctx, node.entry, node.target, device)
         self.trajectory_report = report
+        if self.needle_views:
+            self._apply_needle_views()
         self.trajectory_panel.show_report(
             report, node.device_id if node else "", node.locked if node else False
         )
@@ -694,6 +706,57 @@ class MainWindow(QMainWindow):
                 (n.entry, n.target, tuple(n.display.color), radius, n.id == self.current_trajectory)
             )
         self.view3d.view3d.set_needles(needles)
+
+    NEEDLE_VIEW_NAMES: ClassVar[dict[str, str]] = {
+        "axial": "Needle plane 1",
+        "coronal": "Needle plane 2",
+        "sagittal": "Bull's-eye",
+    }
+
+    def set_needle_views(self, on: bool) -> None:
+        """Replace the three standard views by the current needle's views (and back)."""
+        if on and self._current() is None:
+            self.statusBar().showMessage("Place or select a trajectory first.", 5000)
+            self.act_needle_views.setChecked(False)
+            return
+        self.needle_views = on
+        if on:
+            node = self._current()
+            self.set_cursor(np.asarray(node.target, dtype=float), refresh=False)
+        self._apply_needle_views()
+        self._refresh_views()
+
+    def _apply_needle_views(self) -> None:
+        node = self._current()
+        if not self.needle_views or node is None or node.entry == node.target:
+            for widget in self.slice_widgets.values():
+                if widget.slice_view.custom_axes:
+                    widget.slice_view.set_plane_axes(None, cursor=self.cursor)
+            return
+        axes = needle_view_axes(np.asarray(node.entry, float), np.asarray(node.target, float))
+        for name, (u, v) in axes.items():
+            self.slice_widgets[name].slice_view.set_plane_axes(u, v, cursor=self.cursor)
+
+    def frame_path(self) -> None:
+        """Centre every view on the current path's midpoint, zoomed to show all of it."""
+        node = self._current()
+        if node is None:
+            return
+        entry, target = np.asarray(node.entry, float), np.asarray(node.target, float)
+        self.set_cursor((entry + target) / 2.0)
+        for widget in self.slice_widgets.values():
+            sv = widget.slice_view
+            sv.reset_camera()
+            if sv.frame is None:
+                continue
+            a, b = sv.frame.to_plane(entry)[:2], sv.frame.to_plane(target)[:2]
+            centre = (a + b) / 2.0
+            camera = sv.renderer.GetActiveCamera()
+            fx, fy, _ = camera.GetFocalPoint()
+            sv.pan(fx - centre[0], fy - centre[1])
+            span = float(np.max(np.abs(b - a))) / 2.0 + 20.0
+            camera.SetParallelScale(max(span, 30.0))
+        self.render_all()
 
     def suggest_entries(self) -> None:
         node = self._current()
@@ -805,6 +868,12 @@ class MainWindow(QMainWindow):
 
     def _slice_text(self, view: str, index: int, count: int) -> str:
         """'Axial 120/300  S 35.0 mm': slice number and the plane's LPS coordinate."""
+        if self.slice_widgets[view].slice_view.custom_axes:
+            node = self._current()
+            depth = ""
+            if node is not None and view == "sagittal":
+                depth = f"   depth {np.linalg.norm(self.cursor - np.asarray(node.entry)):.1f} mm"
+            return f"{self.NEEDLE_VIEW_NAMES[view]}  {index}/{count}{depth}"
         axis, pos, neg = {
             "axial": (2, "S", "I"),
             "coronal": (1, "P", "A"),
@@ -999,6 +1068,21 @@ class MainWindow(QMainWindow):
         for task in list(_ACTIVE):
             task.shutdown()
         event.accept()
+
+
+def needle_view_axes(entry: np.ndarray, target: np.ndarray) -> dict[str, tuple]:
+    """(screen right, screen up) of the three needle views, in LPS.
+
+    The two in-plane views contain the needle, entry at the top; the first is the one
+    closest to the axial plane (the patient's left-right axis stays on screen). The
+    bull's-eye view looks down the needle: scrolling forward moves toward the tip.
+    """
+    d = (target - entry) / np.linalg.norm(target - entry)
+    ref = np.array([1.0, 0.0, 0.0]) if abs(d[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    u1 = ref - (ref @ d) * d
+    u1 /= np.linalg.norm(u1)
+    u2 = np.cross(d, u1)
+    return {"axial": (u1, -d), "coronal": (u2, -d), "sagittal": (u1, u2)}
 
 
 def _position_of(patient_position: str) -> str | None:

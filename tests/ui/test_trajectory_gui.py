@@ -68,3 +68,34 @@ def test_device_change_is_undoable_and_updates_readouts(window, qtbot):
     assert window.trajectory_report.device.id == "needle-16g-100"
     window.act_undo.trigger()
     assert node.device_id != "needle-16g-100"
+
+
+def test_needle_view_axes_contain_the_needle():
+    from guideplan.ui.main_window import needle_view_axes
+
+    entry, target = np.array([-80.0, 90.0, 20.0]), np.array([-4.0, 44.0, 1.0])
+    d = (target - entry) / np.linalg.norm(target - entry)
+    axes = needle_view_axes(entry, target)
+    for name in ("axial", "coronal"):
+        u, v = axes[name]
+        np.testing.assert_allclose(v, -d)  # the needle runs top (entry) to bottom
+        assert abs(u @ d) < 1e-9
+    u, v = axes["sagittal"]
+    np.testing.assert_allclose(np.cross(u, v), d, atol=1e-9)  # bull's-eye looks down it
+
+
+def test_needle_views_follow_the_needle(window, qtbot):
+    window._add_trajectory(window.cursor + [-30.0, 50.0, 10.0], window.cursor + [0.0, 10.0, 0.0])
+    (node,) = window.scene.nodes_of(TrajectoryNode)
+    window.act_needle_views.setChecked(True)
+    eye = window.slice_widgets["sagittal"].slice_view
+    d = np.subtract(node.target, node.entry)
+    np.testing.assert_allclose(eye.frame.w, d / np.linalg.norm(d), atol=1e-9)
+    np.testing.assert_allclose(window.cursor, node.target)
+    # Scrolling the bull's-eye moves along the needle.
+    before = window.cursor.copy()
+    window.set_cursor(eye.scroll(-5))
+    moved = window.cursor - before
+    assert abs(abs(moved @ (d / np.linalg.norm(d))) - np.linalg.norm(moved)) < 1e-6
+    window.act_needle_views.setChecked(False)
+    assert not eye.custom_axes
