@@ -1,4 +1,4 @@
-"""Command line: ``guideplan scan|load|sample ...``.
+"""Command line: ``guideplan scan|load|render|plan|suggest|register|sample ...``.
 
 Every sub-command calls the same core functions as the GUI. Expected failures
 (:class:`GuideplanError`) print their message and exit with status 2; nothing else is
@@ -115,6 +115,51 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_suggest)
 
+    p = sub.add_parser(
+        "register",
+        help="align a prior study (CT, MR, PET) to the planning CT",
+        description="Register MOVING_DIR (a prior study) to FIXED_DIR (the planning CT): "
+        "multi-resolution Mattes mutual information, rigid by default. Series sharing the "
+        "planning CT's frame of reference (PET/CT) are aligned by geometry alone. JSON keys: "
+        "matrix (4x4, row-major, maps FIXED LPS points to MOVING LPS points), tfm (the .tfm "
+        "written, or null), metric (Mattes MI, lower is better), wall_s, mode, method "
+        "(intensity|landmarks|frame-of-reference), init, iterations, tre_mm and "
+        "landmark_errors_mm (with --landmarks).",
+        epilog="Landmark file (--landmarks): JSON, LPS millimetres, at least 3 pairs (4 not "
+        'in one plane for affine): {"pairs": [{"fixed": [x, y, z], "moving": [x, y, z]}, '
+        '...]}; a bare list of such pairs, or {"fixed": [[x, y, z], ...], "moving": '
+        "[[x, y, z], ...]} (same order), are accepted too. With landmarks the registration "
+        "starts from their least-squares fit and reports their residual (tre_mm).",
+    )
+    p.add_argument("fixed", metavar="FIXED_DIR", help="planning CT (DICOM folder or sample case)")
+    p.add_argument("moving", metavar="MOVING_DIR", help="prior study (DICOM folder)")
+    p.add_argument("--mode", default="rigid", choices=["rigid", "affine", "deformable"])
+    p.add_argument("--landmarks", metavar="FILE.json", help="landmark pairs (format below)")
+    p.add_argument(
+        "--landmarks-only", action="store_true", help="fit the landmarks; no intensity refinement"
+    )
+    p.add_argument(
+        "--mask-lps",
+        metavar="x,y,z,radius_mm",
+        help="only match inside this sphere of the planning CT (e.g. the treated vertebra)",
+    )
+    p.add_argument(
+        "--init",
+        default="auto",
+        choices=["auto", "geometry", "moments", "identity"],
+        help="starting guess (default auto: the best of the others)",
+    )
+    p.add_argument(
+        "--ignore-frame-of-reference",
+        action="store_true",
+        help="register even when both series share a FrameOfReferenceUID",
+    )
+    p.add_argument("--out", metavar="T.tfm", help="write the transform as an ITK .tfm file")
+    p.add_argument("--fixed-series", help="SeriesInstanceUID in FIXED_DIR")
+    p.add_argument("--moving-series", help="SeriesInstanceUID in MOVING_DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_register)
+
     p = sub.add_parser("sample", help="(re)generate the bundled sample cases")
     p.add_argument("--out", default="sample_data", help="output folder (default: sample_data)")
     p.add_argument("--case", action="append", help="only this case (repeatable)")
@@ -185,27 +230,61 @@ def _cmd_load(args: argparse.Namespace) -> int:
 def _cmd_render(args: argparse.Namespace) -> int:
     from guideplan.render.snapshot import render_volume
 
-    volume = _load_for_render(Path(args.path), args.series)
+    scene = _open_case_if_case(Path(args.path))
+    volume = _load_for_render(Path(args.path), args.series, scene)
     cursor = _parse_point(args.slice_lps) if args.slice_lps else None
+    overlays, needles = _plan_graphics(scene)
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
         raise GuideplanError(
             f"--size {args.size!r} is not WIDTHxHEIGHT.", hint="Example: --size 1200x900."
         ) from None
-    out = render_volume(volume, args.view, args.out, size=(width, height), cursor_lps=cursor)
+    out = render_volume(volume, args.view, args.out, size=(width, height), cursor_lps=cursor,
+                        overlays=overlays, needles=needles)
     print(f"wrote {out}")
     return 0
 
 
-def _load_for_render(path: Path, series_uid: str | None):
+def _open_case_if_case(path: Path):
+    """The plan of a guideplan case, or None for DICOM folders and sample cases."""
+    from guideplan.io.case_file import is_case
+
+    if not is_case(path):
+        return None
+    from guideplan.model.case import open_case
+
+    return open_case(path)
+
+
+def _plan_graphics(scene):
+    """2D overlays and 3D needles for a case's measurements and trajectories."""
+    if scene is None:
+        return [], []
+    from guideplan.model.nodes import MeasurementNode, TrajectoryNode
+    from guideplan.planning.devices import load_catalog
+    from guideplan.render.slice_view import Overlay2D
+
+    catalog = load_catalog()
+    overlays = [Overlay2D(list(n.points), n.label, tuple(n.display.color))
+                for n in scene.nodes_of(MeasurementNode) if n.display.visible]
+    needles = []
+    for n in scene.nodes_of(TrajectoryNode):
+        if not n.display.visible:
+            continue
+        overlays.append(Overlay2D([n.entry, n.target], n.name, tuple(n.display.color),
+                                  needle=True))
+        radius = catalog.get(n.device_id).radius_mm if n.device_id in catalog else 0.6
+        needles.append((n.entry, n.target, tuple(n.display.color), radius, False))
+    return overlays, needles
+
+
+def _load_for_render(path: Path, series_uid: str | None, scene=None):
     from guideplan.io import choose_planning_series, load_series, scan
 
-    if path.suffix == ".gplan" or ((path / "case.json").is_file() and (path / "data").is_dir()):
-        from guideplan.model.case import open_case
+    if scene is not None:
         from guideplan.model.nodes import VolumeNode
 
-        scene = open_case(path)
         planning = [n for n in scene.nodes_of(VolumeNode) if n.role == "planning"]
         if not planning or planning[0].volume is None:
             raise GuideplanError(f"The case {path} has no planning CT.", hint="Open it in the GUI.")
@@ -238,7 +317,7 @@ def _planning_context(args: argparse.Namespace):
     from guideplan.planning.path_analysis import PathContext
     from guideplan.planning.structures import auto_structures, structures_from_masks
 
-    volume = _load_for_render(Path(args.series), None)
+    volume = _load_for_render(Path(args.series), None, _open_case_if_case(Path(args.series)))
     catalog = load_catalog(*args.catalog)
     device = catalog.get(args.device) if args.device else catalog.default_needle()
     if args.labels:
@@ -310,6 +389,62 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
             f"score {c['score']:.3f}"
         )
     return 0
+
+
+def _cmd_register(args: argparse.Namespace) -> int:
+    from guideplan.io import load_series
+    from guideplan.processing.registration import parse_landmarks, register, save_tfm
+
+    fixed = _load_for_render(Path(args.fixed), args.fixed_series)
+    moving = load_series(args.moving, series_uid=args.moving_series)
+    landmarks = None
+    if args.landmarks:
+        try:
+            data = json.loads(Path(args.landmarks).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise GuideplanError(
+                f"Cannot read the landmark file {args.landmarks} ({exc}).",
+                hint="Give a JSON file; see 'guideplan register --help' for the format.",
+            ) from None
+        landmarks = parse_landmarks(data)
+    mask = _parse_numbers(args.mask_lps, 4, "--mask-lps 10,-20,35,40") if args.mask_lps else None
+    result = register(
+        fixed,
+        moving,
+        args.mode,
+        landmarks=landmarks,
+        mask_lps=mask,
+        init="landmarks" if landmarks is not None else args.init,
+        refine=not args.landmarks_only,
+        trust_frame_of_reference=not args.ignore_frame_of_reference,
+    )
+    doc = result.to_json()
+    doc["tfm"] = str(save_tfm(result.matrix, args.out)) if args.out else None
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(
+        f"{doc['mode']} registration ({doc['method']}, start: {doc['init'] or '-'}) in "
+        f"{doc['wall_s']:.1f} s, metric {doc['metric']}"
+    )
+    print("fixed -> moving (LPS mm):")
+    for row in doc["matrix"]:
+        print("  " + "  ".join(f"{v:10.5f}" for v in row))
+    if doc["tre_mm"] is not None:
+        print(f"landmark error (rms): {doc['tre_mm']:.2f} mm")
+    if doc["tfm"]:
+        print(f"wrote {doc['tfm']}")
+    return 0
+
+
+def _parse_numbers(text: str, count: int, example: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != count:
+        raise GuideplanError(f"{text!r} is not {count} numbers.", hint=f"Example: {example}.")
+    return values
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from vtkmodules.vtkRenderingCore import vtkRenderWindow, vtkWindowToImageFilter
 
 from guideplan.core.resources import load_json
 from guideplan.core.volume import Volume
-from guideplan.render.slice_view import SliceView
+from guideplan.render.slice_view import Overlay2D, SliceView
 from guideplan.render.view3d import View3D, bone_surface
 
 VIEWS_2D = ("axial", "coronal", "sagittal")
@@ -41,8 +41,14 @@ def render_volume(
     size: tuple[int, int] = (800, 800),
     cursor_lps: np.ndarray | None = None,
     window_level: tuple[float, float] | None = None,
+    overlays: list[Overlay2D] | None = None,
+    needles: list[tuple] | None = None,
 ) -> Path:
-    """Draw ``view`` ('axial', 'coronal', 'sagittal', '3d' or 'all') of a volume to PNG."""
+    """Draw ``view`` ('axial', 'coronal', 'sagittal', '3d' or 'all') of a volume to PNG.
+
+    ``overlays``: measurements and needle paths for the 2D views; ``needles``: (entry,
+    target, colour, radius_mm, selected) tuples for the 3D view.
+    """
     if view not in (*ALL_VIEWS, "all"):
         raise ValueError(f"unknown view {view!r}; choose one of {', '.join(ALL_VIEWS)}, all")
     window = vtkRenderWindow()
@@ -65,6 +71,7 @@ def render_volume(
         index, count = sv.slice_index()
         sv.set_corner_text(2, f"{name.capitalize()}  {index}/{count}")
         sv.set_corner_text(3, f"W {w:.0f}  L {level:.0f}")
+        sv.set_overlays(overlays or [])
         slice_views[name] = sv
     if "3d" in names:
         v3 = View3D()
@@ -79,6 +86,7 @@ def render_volume(
                 bone_surface(volume, settings["threshold_hu"], settings["downsample_max_voxels"])
             )
         v3.show_slice_planes(slice_views)
+        v3.set_needles(needles or [])
         v3.reset_camera()
     for sv in slice_views.values():
         sv.reset_camera()
