@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import SimpleITK as sitk
 
 from guideplan.core import trajectory as tr
 from guideplan.core.resources import load_json
@@ -54,6 +53,8 @@ class StructureField:
         margin = np.ceil(margin_mm / np.asarray(volume.spacing)[::-1]).astype(int)  # k, j, i
         lo = np.maximum(idx.min(axis=0) - margin, 0)
         hi = np.minimum(idx.max(axis=0) + margin + 1, mask.shape)
+        import SimpleITK as sitk  # only when a field is built: keeps start-up light
+
         crop = mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
         image = sitk.GetImageFromArray(crop.astype(np.uint8))
         image.SetSpacing(volume.spacing)
