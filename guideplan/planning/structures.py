@@ -42,17 +42,17 @@ class StructureField:
         volume: Volume,
         threshold_mm: float,
         kind: str = "critical",
-        margin_mm: float = 40.0,
+        margin_mm: float = 30.0,
         gas_bearing: bool | None = None,
     ) -> StructureField:
         if mask.shape != volume.array.shape:
             raise ValueError(f"mask of {name} is not on the volume's grid")
-        idx = np.argwhere(mask)
-        if len(idx) == 0:
+        box = _bounding_box(mask)
+        if box is None:
             raise ValueError(f"structure {name} is empty")
         margin = np.ceil(margin_mm / np.asarray(volume.spacing)[::-1]).astype(int)  # k, j, i
-        lo = np.maximum(idx.min(axis=0) - margin, 0)
-        hi = np.minimum(idx.max(axis=0) + margin + 1, mask.shape)
+        lo = np.maximum(box[0] - margin, 0)
+        hi = np.minimum(box[1] + margin + 1, mask.shape)
         import SimpleITK as sitk  # only when a field is built: keeps start-up light
 
         crop = mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
@@ -82,6 +82,18 @@ class StructureField:
 
     def inside(self, points: np.ndarray) -> np.ndarray:
         return self.distance(points) <= 0.0
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(first, last) [k, j, i] indices holding the mask, from axis projections (fast)."""
+    ends = []
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        hits = np.flatnonzero(mask.any(axis=others))
+        if len(hits) == 0:
+            return None
+        ends.append((hits[0], hits[-1]))
+    return np.array([e[0] for e in ends]), np.array([e[1] for e in ends])
 
 
 def safety_distance_mm(name: str, settings: dict[str, Any] | None = None) -> float:

@@ -74,27 +74,53 @@ class Suggestions:
         return best
 
 
-def outside_air(ctx: PathContext) -> np.ndarray:
-    """Air connected to the volume's border: outside the patient (bowel gas is not)."""
+class OutsideAir:
+    """Air connected to the volume's border (outside the patient; bowel gas is not).
+
+    Computed on a 2x coarser grid (a coarse voxel is air only if all its voxels are), so
+    a 512x512x300 CT takes a fraction of a second; rays then find the exact skin from
+    the full-resolution HU where the coarse mask says "outside".
+    """
+
+    FACTOR = 2
+
+    def __init__(self, ctx: PathContext) -> None:
+        f = self.FACTOR
+        array = ctx.volume.array
+        k, j, i = (n // f * f for n in array.shape)
+        # Block maximum as an element-wise max of the f^3 strided sub-grids: several
+        # times faster than reducing a 6-D reshaped view.
+        block_max = None
+        for dk in range(f):
+            for dj in range(f):
+                for di in range(f):
+                    part = array[dk:k:f, dj:j:f, di:i:f]
+                    block_max = part.copy() if block_max is None else np.maximum(
+                        block_max, part, out=block_max)
+        air = (block_max <= ctx.body_min_hu).astype(np.uint8)
+        components = sitk.ConnectedComponent(sitk.GetImageFromArray(air), False)
+        labels = sitk.GetArrayViewFromImage(components)  # valid while `components` lives
+        faces = np.concatenate([
+            labels[0].ravel(), labels[-1].ravel(), labels[:, 0].ravel(),
+            labels[:, -1].ravel(), labels[:, :, 0].ravel(), labels[:, :, -1].ravel(),
+        ])
+        lookup = np.zeros(int(labels.max()) + 1, dtype=bool)
+        lookup[faces[faces > 0]] = True
+        self.mask = lookup[labels]
+
+    def at(self, ijk: np.ndarray) -> np.ndarray:
+        """Outside? at continuous full-resolution (i, j, k) indices; beyond the grid: yes."""
+        return tr.sample_nearest(self.mask.view(np.uint8), (ijk - 0.5) / self.FACTOR,
+                                 outside=1).astype(bool)
+
+
+def outside_air(ctx: PathContext) -> OutsideAir:
+    """The context's outside-air mask, computed once."""
     cached = getattr(ctx, "_outside_air", None)
-    if cached is not None:
-        return cached
-    air = (ctx.volume.array <= ctx.body_min_hu).astype(np.uint8)
-    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(air), False))
-    faces = np.concatenate(
-        [
-            labels[0].ravel(),
-            labels[-1].ravel(),
-            labels[:, 0].ravel(),
-            labels[:, -1].ravel(),
-            labels[:, :, 0].ravel(),
-            labels[:, :, -1].ravel(),
-        ]
-    )
-    border = np.unique(faces[faces > 0])
-    result = np.isin(labels, border)
-    ctx._outside_air = result  # type: ignore[attr-defined]
-    return result
+    if cached is None:
+        cached = OutsideAir(ctx)
+        ctx._outside_air = cached  # type: ignore[attr-defined]
+    return cached
 
 
 def suggest_entries(
@@ -125,7 +151,9 @@ def suggest_entries(
     flat = pts.reshape(-1, 3)
     ijk = ctx.ijk(flat)
     hu = tr.sample_nearest(ctx.volume.array, ijk, outside=-1000).reshape(len(directions), -1)
-    out = tr.sample_nearest(outside.view(np.uint8), ijk, outside=1).reshape(hu.shape).astype(bool)
+    # Outside the body: air by HU at full resolution, connected to the border (coarse).
+    out = (outside.at(ijk) & (tr.sample_nearest(ctx.volume.array, ijk, outside=-1000)
+                              <= ctx.body_min_hu)).reshape(hu.shape)
     if progress:
         progress(0.4, "Checking structures")
     # Clearance from the needle's surface to the nearest structure along each ray.

@@ -101,11 +101,18 @@ class FusionLayer:
 
     # -- content ------------------------------------------------------------------------
     def set_volume(self, volume: Volume | None, matrix: np.ndarray | None = None) -> None:
-        """The prior to show (None hides the layer) and its fixed->moving transform."""
+        """The prior to show (None hides the layer) and its fixed->moving transform.
+
+        The window/level starts at the modality's default (bone window for CT, a
+        percentile window for MR/PET); :meth:`set_window_level` changes it.
+        """
+        from guideplan.render.snapshot import default_window_level
+
         self.volume = volume
         if volume is not None:
             self.reslice.SetInputData(vtk_image.to_vtk_image(volume.array, volume.spacing))
             self.reslice.SetBackgroundLevel(float(volume.array.min()))
+            self.set_window_level(*default_window_level(volume))
         if matrix is not None:
             self.matrix = np.array(matrix, dtype=float)
         self.update()

@@ -78,6 +78,8 @@ class SliceView:
         self.window, self.level = 1800.0, 400.0
         self.show_crosshair = True
         self.custom_axes = False
+        self._corner_text: dict[int, str] = {}
+        self._overlay_key: object = None
 
         self.reslice = vtkImageReslice()
         self.reslice.SetOutputDimensionality(2)
@@ -186,10 +188,23 @@ class SliceView:
 
     def set_corner_text(self, corner: int, text: str) -> None:
         """Corners: 0 lower-left, 1 lower-right, 2 upper-left, 3 upper-right."""
-        self.corners.SetText(corner, text)
+        if self._corner_text.get(corner) != text:  # new text = a new texture to rasterise
+            self._corner_text[corner] = text
+            self.corners.SetText(corner, text)
 
     def set_overlays(self, overlays: list[Overlay2D]) -> None:
         """Measurements and other 2D annotations; shown when near the current plane."""
+        key = (
+            self.depth,
+            tuple(self.frame.w) if self.frame is not None else None,
+            tuple(
+                (tuple(map(tuple, o.points)), o.label, o.color, o.needle, o.selected)
+                for o in overlays
+            ),
+        )
+        if key == self._overlay_key:
+            return  # unchanged: keep the actors (and their rasterised labels)
+        self._overlay_key = key
         for actor in self._overlay_actors:
             self.renderer.RemoveViewProp(actor)
         self._overlay_actors = []

@@ -9,8 +9,8 @@ camera follows the main camera, so it works offscreen as well as in the GUI.
 from __future__ import annotations
 
 import numpy as np
-from vtkmodules.vtkCommonCore import vtkLookupTable
-from vtkmodules.vtkCommonDataModel import vtkPolyData
+from vtkmodules.vtkCommonCore import vtkLookupTable, vtkPoints
+from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
 from vtkmodules.vtkCommonTransforms import vtkTransform
 from vtkmodules.vtkFiltersCore import (
     vtkFlyingEdges3D,
@@ -100,6 +100,33 @@ def _tube_actor(points, radius: float, colour, opacity: float) -> vtkActor:
     return actor
 
 
+def _dashes_actor(segments, radius: float, colour, opacity: float) -> vtkActor:
+    """Many short tubes as one actor (one draw call)."""
+    points = vtkPoints()
+    lines = vtkCellArray()
+    for a, b in segments:
+        ia = points.InsertNextPoint(*map(float, a))
+        ib = points.InsertNextPoint(*map(float, b))
+        lines.InsertNextCell(2)
+        lines.InsertCellPoint(ia)
+        lines.InsertCellPoint(ib)
+    poly = vtkPolyData()
+    poly.SetPoints(points)
+    poly.SetLines(lines)
+    tube = vtkTubeFilter()
+    tube.SetInputData(poly)
+    tube.SetRadius(radius)
+    tube.SetNumberOfSides(12)
+    tube.CappingOn()
+    mapper = vtkPolyDataMapper()
+    mapper.SetInputConnection(tube.GetOutputPort())
+    actor = vtkActor()
+    actor.SetMapper(mapper)
+    actor.GetProperty().SetColor(*colour)
+    actor.GetProperty().SetOpacity(opacity)
+    return actor
+
+
 def _sphere_actor(centre, radius: float, colour) -> vtkActor:
     sphere = vtkSphereSource()
     sphere.SetCenter(*map(float, centre))
@@ -165,6 +192,8 @@ class View3D:
         self.cube_renderer = self._make_cube_renderer()
         self.volume: Volume | None = None
         self._needle_actors: list[vtkActor] = []
+        self._needle_key: object = None
+        self._lut_wl: dict[str, tuple[float, float]] = {}
 
     def attach_render_window(self, window) -> None:
         """Add the corner cube renderer to the window that shows this view."""
@@ -214,7 +243,9 @@ class View3D:
                 continue
             matrix = view.frame.plane_to_lps_matrix(view.depth)
             actor.SetUserMatrix(vtk_image.to_vtk_matrix(matrix))
-            _window_level_lut(self.plane_luts[name], view.window, view.level)
+            if self._lut_wl.get(name) != (view.window, view.level):
+                self._lut_wl[name] = (view.window, view.level)
+                _window_level_lut(self.plane_luts[name], view.window, view.level)
             actor.VisibilityOn()
 
     def set_needles(self, needles: list[tuple]) -> None:
@@ -222,6 +253,10 @@ class View3D:
 
         ``needles``: (entry, target, colour, radius_mm, selected) tuples in LPS.
         """
+        key = tuple((tuple(e), tuple(t), tuple(c), r, s) for e, t, c, r, s in needles)
+        if key == self._needle_key:
+            return
+        self._needle_key = key
         for actor in self._needle_actors:
             self.renderer.RemoveActor(actor)
         self._needle_actors = []
@@ -236,15 +271,10 @@ class View3D:
                 [entry, target], max(radius, 0.4) * (1.4 if selected else 1.0), colour, opacity=1.0
             )
             tip = _sphere_actor(target, max(radius * 1.8, 1.2), colour)
-            dashes = []
-            for start in np.arange(2.0, 30.0, 4.0):  # 2 mm dashes, 2 mm gaps, 30 mm ahead
-                a = target + direction * start
-                dashes.append(
-                    _tube_actor(
-                        [a, a + direction * 2.0], max(radius, 0.4) * 0.6, colour, opacity=0.6
-                    )
-                )
-            for actor in (tube, tip, *dashes):
+            starts = np.arange(2.0, 30.0, 4.0)  # 2 mm dashes, 2 mm gaps, 30 mm ahead
+            segments = [(target + direction * a, target + direction * (a + 2.0)) for a in starts]
+            dashes = _dashes_actor(segments, max(radius, 0.4) * 0.6, colour, opacity=0.6)
+            for actor in (tube, tip, dashes):
                 self.renderer.AddActor(actor)
                 self._needle_actors.append(actor)
 
