@@ -34,7 +34,7 @@ POSITIONS = {
 }
 
 
-@dataclass
+@dataclass(eq=False)  # identity: it holds arrays
 class Candidate:
     entry: np.ndarray
     direction: np.ndarray  # from the target toward the entry
@@ -95,23 +95,33 @@ class OutsideAir:
             for dj in range(f):
                 for di in range(f):
                     part = array[dk:k:f, dj:j:f, di:i:f]
-                    block_max = part.copy() if block_max is None else np.maximum(
-                        block_max, part, out=block_max)
+                    block_max = (
+                        part.copy()
+                        if block_max is None
+                        else np.maximum(block_max, part, out=block_max)
+                    )
         air = (block_max <= ctx.body_min_hu).astype(np.uint8)
         components = sitk.ConnectedComponent(sitk.GetImageFromArray(air), False)
         labels = sitk.GetArrayViewFromImage(components)  # valid while `components` lives
-        faces = np.concatenate([
-            labels[0].ravel(), labels[-1].ravel(), labels[:, 0].ravel(),
-            labels[:, -1].ravel(), labels[:, :, 0].ravel(), labels[:, :, -1].ravel(),
-        ])
+        faces = np.concatenate(
+            [
+                labels[0].ravel(),
+                labels[-1].ravel(),
+                labels[:, 0].ravel(),
+                labels[:, -1].ravel(),
+                labels[:, :, 0].ravel(),
+                labels[:, :, -1].ravel(),
+            ]
+        )
         lookup = np.zeros(int(labels.max()) + 1, dtype=bool)
         lookup[faces[faces > 0]] = True
         self.mask = lookup[labels]
 
     def at(self, ijk: np.ndarray) -> np.ndarray:
         """Outside? at continuous full-resolution (i, j, k) indices; beyond the grid: yes."""
-        return tr.sample_nearest(self.mask.view(np.uint8), (ijk - 0.5) / self.FACTOR,
-                                 outside=1).astype(bool)
+        return tr.sample_nearest(
+            self.mask.view(np.uint8), (ijk - 0.5) / self.FACTOR, outside=1
+        ).astype(bool)
 
 
 def outside_air(ctx: PathContext) -> OutsideAir:
@@ -152,8 +162,10 @@ def suggest_entries(
     ijk = ctx.ijk(flat)
     hu = tr.sample_nearest(ctx.volume.array, ijk, outside=-1000).reshape(len(directions), -1)
     # Outside the body: air by HU at full resolution, connected to the border (coarse).
-    out = (outside.at(ijk) & (tr.sample_nearest(ctx.volume.array, ijk, outside=-1000)
-                              <= ctx.body_min_hu)).reshape(hu.shape)
+    out = (
+        outside.at(ijk)
+        & (tr.sample_nearest(ctx.volume.array, ijk, outside=-1000) <= ctx.body_min_hu)
+    ).reshape(hu.shape)
     if progress:
         progress(0.4, "Checking structures")
     # Clearance from the needle's surface to the nearest structure along each ray.

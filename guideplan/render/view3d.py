@@ -9,7 +9,7 @@ camera follows the main camera, so it works offscreen as well as in the GUI.
 from __future__ import annotations
 
 import numpy as np
-from vtkmodules.vtkCommonCore import vtkLookupTable, vtkPoints
+from vtkmodules.vtkCommonCore import vtkLookupTable, vtkPoints, vtkUnsignedCharArray
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
 from vtkmodules.vtkCommonTransforms import vtkTransform
 from vtkmodules.vtkFiltersCore import (
@@ -18,7 +18,7 @@ from vtkmodules.vtkFiltersCore import (
     vtkTubeFilter,
     vtkWindowedSincPolyDataFilter,
 )
-from vtkmodules.vtkFiltersGeneral import vtkTransformFilter
+from vtkmodules.vtkFiltersGeneral import vtkTransformFilter, vtkVertexGlyphFilter
 from vtkmodules.vtkFiltersSources import vtkLineSource, vtkSphereSource
 from vtkmodules.vtkImagingCore import vtkImageMapToColors
 from vtkmodules.vtkRenderingAnnotation import vtkAnnotatedCubeActor
@@ -193,6 +193,7 @@ class View3D:
         self.volume: Volume | None = None
         self._needle_actors: list[vtkActor] = []
         self._needle_key: object = None
+        self._score_actor: vtkActor | None = None
         self._lut_wl: dict[str, tuple[float, float]] = {}
 
     def attach_render_window(self, window) -> None:
@@ -277,6 +278,39 @@ class View3D:
             for actor in (tube, tip, dashes):
                 self.renderer.AddActor(actor)
                 self._needle_actors.append(actor)
+
+    def set_skin_scores(self, points: np.ndarray | None, scores: np.ndarray | None) -> None:
+        """Entry-point suggestions as dots on the skin: red (impossible) to green (best)."""
+        if self._score_actor is not None:
+            self.renderer.RemoveActor(self._score_actor)
+            self._score_actor = None
+        if points is None or len(points) == 0:
+            return
+        vtk_points = vtkPoints()
+        colours = vtkUnsignedCharArray()
+        colours.SetNumberOfComponents(3)
+        colours.SetName("score")
+        top = float(np.max(scores)) if np.any(scores > 0) else 1.0
+        for point, score in zip(points, scores, strict=True):
+            vtk_points.InsertNextPoint(*map(float, point))
+            if score < 0:
+                colours.InsertNextTuple3(200, 40, 40)
+            else:
+                t = float(np.clip(score / top, 0.0, 1.0))
+                colours.InsertNextTuple3(int(255 * (1 - t)), int(90 + 165 * t), 40)
+        poly = vtkPolyData()
+        poly.SetPoints(vtk_points)
+        poly.GetPointData().SetScalars(colours)
+        glyphs = vtkVertexGlyphFilter()
+        glyphs.SetInputData(poly)
+        mapper = vtkPolyDataMapper()
+        mapper.SetInputConnection(glyphs.GetOutputPort())
+        actor = vtkActor()
+        actor.SetMapper(mapper)
+        actor.GetProperty().SetPointSize(5)
+        actor.GetProperty().RenderPointsAsSpheresOn()
+        self.renderer.AddActor(actor)
+        self._score_actor = actor
 
     def reset_camera(self) -> None:
         """Anterior view, head up: the patient's left on the screen's right."""

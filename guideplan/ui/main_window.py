@@ -241,6 +241,7 @@ class MainWindow(QMainWindow):
         self.trajectory_panel.device_chosen.connect(self._set_device)
         self.trajectory_panel.lock_toggled.connect(self._set_locked)
         self.trajectory_panel.suggest_requested.connect(self.suggest_entries)
+        self.trajectory_panel.suggestion_chosen.connect(self._use_suggestion)
         box.addWidget(self.trajectory_panel)
         self.anonymize_box = QCheckBox("Hide patient identity")
         self.anonymize_box.toggled.connect(self.set_anonymize)
@@ -737,6 +738,11 @@ class MainWindow(QMainWindow):
         for name, (u, v) in axes.items():
             self.slice_widgets[name].slice_view.set_plane_axes(u, v, cursor=self.cursor)
 
+    def _use_suggestion(self, entry) -> None:
+        node = self._current()
+        if node is not None and not node.locked:
+            self.scene.execute(SetField(node.id, "entry", tuple(entry), text="Suggested entry"))
+
     def frame_path(self) -> None:
         """Centre every view on the current path's midpoint, zoomed to show all of it."""
         node = self._current()
@@ -765,7 +771,11 @@ class MainWindow(QMainWindow):
             return
         from guideplan.planning.suggest import suggest_entries
 
-        position = _position_of(self.planning.volume.meta.get("patient_position", ""))
+        chosen = self.trajectory_panel.position.currentData()
+        if chosen == "any":
+            position = None
+        else:
+            position = chosen or _position_of(self.planning.volume.meta.get("patient_position", ""))
         device = (
             self.catalog.get(node.device_id)
             if node.device_id in self.catalog
@@ -778,6 +788,14 @@ class MainWindow(QMainWindow):
 
         def done(result) -> None:
             ranked = result.ranked
+            self.view3d.view3d.set_skin_scores(
+                np.array([c.entry for c in result.candidates]),
+                np.array([c.score for c in result.candidates]),
+            )
+            shown = list(result.best_per_route().values())
+            shown += [c for c in ranked[:5] if c not in shown]
+            self.trajectory_panel.show_suggestions(shown)
+            self.render_all()
             if not ranked:
                 self.statusBar().showMessage("No safe straight path found from the skin.", 8000)
                 return

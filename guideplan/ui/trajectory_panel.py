@@ -93,6 +93,7 @@ class TrajectoryPanel(QWidget):
     lock_toggled = Signal(bool)
     suggest_requested = Signal()
     new_requested = Signal()
+    suggestion_chosen = Signal(object)  # entry point (LPS)
 
     def __init__(self, catalog: Catalog) -> None:
         super().__init__()
@@ -129,6 +130,28 @@ class TrajectoryPanel(QWidget):
         box.addWidget(self.readouts)
         self.profile = HuProfile()
         box.addWidget(self.profile)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Patient position"))
+        self.position = QComboBox()
+        for label, value in (
+            ("from the images", ""),
+            ("prone", "prone"),
+            ("supine", "supine"),
+            ("left side up", "left-up"),
+            ("right side up", "right-up"),
+            ("any", "any"),
+        ):
+            self.position.addItem(label, value)
+        row.addWidget(self.position, 1)
+        box.addLayout(row)
+        self.suggestions = QListWidget()
+        self.suggestions.setMaximumHeight(100)
+        self.suggestions.setToolTip("Suggested entries: click one to use it")
+        self.suggestions.itemClicked.connect(
+            lambda item: self.suggestion_chosen.emit(item.data(Qt.ItemDataRole.UserRole))
+        )
+        self.suggestions.hide()
+        box.addWidget(self.suggestions)
 
     def set_trajectories(self, items: list[tuple[str, str]], current: str | None) -> None:
         self.list.blockSignals(True)
@@ -176,3 +199,16 @@ class TrajectoryPanel(QWidget):
             f"Direction (LPS): {a.direction[0]:+.3f}, {a.direction[1]:+.3f}, "
             f"{a.direction[2]:+.3f}<br><small>{tissues}</small>{distances}{warnings}"
         )
+
+    def show_suggestions(self, candidates) -> None:
+        """Top suggested entries (route, length, clearance, angle, score)."""
+        self.suggestions.clear()
+        for cand in candidates:
+            clear = f"{cand.clearance_mm:.1f} mm" if np.isfinite(cand.clearance_mm) else "–"
+            item = QListWidgetItem(
+                f"{cand.route}: {cand.length_mm:.0f} mm, clear {clear}, "
+                f"cc {cand.craniocaudal_deg:+.0f}°, score {cand.score:.2f}"
+            )
+            item.setData(Qt.ItemDataRole.UserRole, tuple(float(v) for v in cand.entry))
+            self.suggestions.addItem(item)
+        self.suggestions.setVisible(bool(candidates))
