@@ -88,13 +88,37 @@ _LEVEL_TABLE = (
     ("L5", 26.0, 11.0, 26.0, 17.0, 12.5, 8.0),
 )
 #: Vertebral-body centre y (mm) by level: kyphosis, lordosis, sacral curve.
-_SPINE_Y = {"T5": 60, "T7": 62, "T9": 58, "T10": 55, "T11": 52, "T12": 48, "L1": 42,
-            "L2": 37, "L3": 33, "L4": 31, "L5": 34, "S1": 42, "S3": 60, "S5": 80}
+_SPINE_Y = {
+    "T5": 60,
+    "T7": 62,
+    "T9": 58,
+    "T10": 55,
+    "T11": 52,
+    "T12": 48,
+    "L1": 42,
+    "L2": 37,
+    "L3": 33,
+    "L4": 31,
+    "L5": 34,
+    "S1": 42,
+    "S3": 60,
+    "S5": 80,
+}
 #: Body outline by level: half-width, anterior depth, posterior depth (mm, average adult).
-_OUTLINE = {"T5": (135, 95, 138), "T8": (142, 100, 140), "T10": (145, 100, 137),
-            "T12": (145, 98, 132), "L1": (145, 97, 127), "L2": (146, 97, 123),
-            "L3": (148, 97, 120), "L4": (155, 95, 118), "L5": (162, 93, 120),
-            "S1": (168, 92, 122), "S3": (172, 92, 130), "S5": (172, 90, 130)}
+_OUTLINE = {
+    "T5": (135, 95, 138),
+    "T8": (142, 100, 140),
+    "T10": (145, 100, 137),
+    "T12": (145, 98, 132),
+    "L1": (145, 97, 127),
+    "L2": (146, 97, 123),
+    "L3": (148, 97, 120),
+    "L4": (155, 95, 118),
+    "L5": (162, 93, 120),
+    "S1": (168, 92, 122),
+    "S3": (172, 92, 130),
+    "S5": (172, 90, 130),
+}
 
 
 @dataclass(frozen=True)
@@ -226,16 +250,24 @@ class Phantom:
         return Intersect((ell, clip))
 
     # -- construction ----------------------------------------------------------------
-    def _outline_knots(self, inset_side: float = 0.0, inset_ant: float = 0.0,
-                       inset_back: float = 0.0) -> np.ndarray:
+    def _outline_knots(
+        self, inset_side: float = 0.0, inset_ant: float = 0.0, inset_back: float = 0.0
+    ) -> np.ndarray:
         h = self.habitus
         rows = []
         for name, (rx, ra, rp) in _OUTLINE.items():
             z = self.level_z(name)
             sy = float(self.spine_y(z))
-            rows.append((z, 0.0, 0.0, rx * h.width_scale - inset_side,
-                         ra * h.depth_scale - inset_ant,
-                         sy + (rp - sy) * h.depth_scale - inset_back))
+            rows.append(
+                (
+                    z,
+                    0.0,
+                    0.0,
+                    rx * h.width_scale - inset_side,
+                    ra * h.depth_scale - inset_ant,
+                    sy + (rp - sy) * h.depth_scale - inset_back,
+                )
+            )
         rows.sort()
         k = np.array(rows)
         # extend flat beyond the ends so any grid gets a body
@@ -263,8 +295,13 @@ class Phantom:
         self._bones()
         self._canal()
 
-    def _op(self, solid: Solid, label: Tissue, only: tuple[int, ...] | None = None,
-            avoid: tuple[int, ...] | None = None) -> None:
+    def _op(
+        self,
+        solid: Solid,
+        label: Tissue,
+        only: tuple[int, ...] | None = None,
+        avoid: tuple[int, ...] | None = None,
+    ) -> None:
         self.ops.append(PaintOp(solid, label, only, avoid))
 
     # -- organs ------------------------------------------------------------------------
@@ -272,11 +309,17 @@ class Phantom:
         lv = self.levels
         z11, zl1, zl2 = lv["T11"].zc, lv["L1"].zc, lv["L2"].zc
         y11 = float(self.spine_y(z11))
-        liver = Ellipsoid(np.array([-45.0, y11 - 45, z11 - 5]), np.array([105.0, 80, 80]),
-                          rotation_about((0, 1, 0), 12))
+        liver = Ellipsoid(
+            np.array([-45.0, y11 - 45, z11 - 5]),
+            np.array([105.0, 80, 80]),
+            rotation_about((0, 1, 0), 12),
+        )
         self._op(Intersect((liver, cavity)), Tissue.LIVER)
-        spleen = Ellipsoid(np.array([88.0, y11 + 5, z11 - 5]), np.array([24.0, 48, 50]),
-                           rotation_about((0, 0, 1), 40))
+        spleen = Ellipsoid(
+            np.array([88.0, y11 + 5, z11 - 5]),
+            np.array([24.0, 48, 50]),
+            rotation_about((0, 0, 1), 40),
+        )
         self._op(Intersect((spleen, cavity)), Tissue.SPLEEN)
         st_c = np.array([55.0, y11 - 70, z11 + 5])
         st_ax = rotation_about((0, 0, 1), -20)
@@ -297,8 +340,11 @@ class Phantom:
             self._op(Ellipsoid(sinus, np.array([9.0, 7, 25]), axes), Tissue.FAT)
         # bladder low in the pelvis
         zb = self.level_z("S5") - 10
-        self._op(Ellipsoid(np.array([0.0, -45, zb]), np.array([45.0, 35, 35])), Tissue.URINE,
-                 avoid=_NOT_BODY)
+        self._op(
+            Ellipsoid(np.array([0.0, -45, zb]), np.array([45.0, 35, 35])),
+            Tissue.URINE,
+            avoid=_NOT_BODY,
+        )
 
     def _diaphragm_height(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Height of the diaphragm: two domes, right higher, deep posterior recesses."""
@@ -317,21 +363,25 @@ class Phantom:
     def _thorax(self, cavity: Profile) -> None:
         lv = self.levels
         floor = self._diaphragm_floor
-        dome = AboveSurface(self._diaphragm_height,
-                            (np.array([-1e4, -1e4, floor - 6.0]), np.full(3, 1e4)))
+        dome = AboveSurface(
+            self._diaphragm_height, (np.array([-1e4, -1e4, floor - 6.0]), np.full(3, 1e4))
+        )
         self._op(Intersect((cavity, dome.shrunk(-5.0))), Tissue.MUSCLE)  # diaphragm
         self._op(Intersect((cavity, dome)), Tissue.LUNG)
         z5, z10 = lv["T5"].zc, lv["T10"].zc
         y5, y10 = float(self.spine_y(z5)), float(self.spine_y(z10))
-        med = Profile(np.array([[z10 - 60, 8, y10 - 40, 30, 45, 25],
-                                [z5 + 100, 5, y5 - 45, 26, 50, 25]]))
+        med = Profile(
+            np.array([[z10 - 60, 8, y10 - 40, 30, 45, 25], [z5 + 100, 5, y5 - 45, 26, 50, 25]])
+        )
         self._op(Intersect((med, dome)), Tissue.FAT)
         heart_c = np.array([30.0, -30.0, lv["T8"].zc + 5])
         heart_ax = rotation_about((0, 0, 1), 35) @ rotation_about((1, 0, 0), -20)
-        self._op(Intersect((Ellipsoid(heart_c, np.array([72.0, 52, 62]), heart_ax), dome)),
-                 Tissue.FAT)
-        self._op(Intersect((Ellipsoid(heart_c, np.array([66.0, 47, 57]), heart_ax), dome)),
-                 Tissue.HEART)
+        self._op(
+            Intersect((Ellipsoid(heart_c, np.array([72.0, 52, 62]), heart_ax), dome)), Tissue.FAT
+        )
+        self._op(
+            Intersect((Ellipsoid(heart_c, np.array([66.0, 47, 57]), heart_ax), dome)), Tissue.HEART
+        )
         # oesophagus, right-anterior of the aorta
         pts = [(5.0, self.spine_y(z) - 25.0, z) for z in (z5 + 60, z10, lv["T11"].zc)]
         for a, b in itertools.pairwise(pts):
@@ -341,13 +391,17 @@ class Phantom:
         """Colon frame and small-bowel loops, some with anterior gas (patient supine)."""
         rng = np.random.default_rng(1000 + self.habitus.bowel_seed)
         lv = self.levels
-        zs1, z12, zl1, zl2, zl3 = (self.level_z("S1"), lv["T12"].zc, lv["L1"].zc,
-                                   lv["L2"].zc, lv["L3"].zc)
+        zs1, z12, zl1, zl2, zl3 = (
+            self.level_z("S1"),
+            lv["T12"].zc,
+            lv["L1"].zc,
+            lv["L2"].zc,
+            lv["L3"].zc,
+        )
         colon = [
             # ascending colon (right), transverse (anterior, sagging), descending (left)
             ([(-100, -5, zs1 + 10), (-98, 0, zl2), (-85, -25, zl1 + 5)], 21.0),
-            ([(-85, -25, zl1 + 5), (-40, -70, zl2 - 10), (30, -72, zl2 - 5),
-              (85, -30, z12)], 19.0),
+            ([(-85, -25, zl1 + 5), (-40, -70, zl2 - 10), (30, -72, zl2 - 5), (85, -30, z12)], 19.0),
             ([(85, -30, z12), (100, 10, zl2), (98, 15, zs1 + 15), (60, 5, zs1 - 40)], 15.0),
         ]
         for pts, r in colon:
@@ -360,11 +414,22 @@ class Phantom:
             direction /= np.linalg.norm(direction)
             b = a + direction * rng.uniform(25, 45)
             content = Tissue.BOWEL_FLUID if rng.random() < 0.75 else Tissue.FECES
-            self._tube([tuple(a), tuple(b)], float(rng.uniform(10, 14)), content,
-                       gas_fraction=0.35 if rng.random() < 0.4 else 0.0, cavity=cavity)
+            self._tube(
+                [tuple(a), tuple(b)],
+                float(rng.uniform(10, 14)),
+                content,
+                gas_fraction=0.35 if rng.random() < 0.4 else 0.0,
+                cavity=cavity,
+            )
 
-    def _tube(self, pts: Sequence[Sequence[float]], r: float, content: Tissue,
-              gas_fraction: float, cavity: Solid) -> None:
+    def _tube(
+        self,
+        pts: Sequence[Sequence[float]],
+        r: float,
+        content: Tissue,
+        gas_fraction: float,
+        cavity: Solid,
+    ) -> None:
         for a, b in itertools.pairwise(pts):
             a, b = np.array(a, float), np.array(b, float)
             self._op(Intersect((Capsule(a, b, r), cavity)), Tissue.BOWEL_WALL)
@@ -372,8 +437,9 @@ class Phantom:
             self._op(Intersect((lumen, cavity)), content)
             if gas_fraction:
                 y_gas = min(a[1], b[1]) - (r - 2.5) * (1 - 2 * gas_fraction)
-                self._op(Intersect((lumen, cavity, HalfSpace(np.array([0.0, 1, 0]), y_gas))),
-                         Tissue.GAS)
+                self._op(
+                    Intersect((lumen, cavity, HalfSpace(np.array([0.0, 1, 0]), y_gas))), Tissue.GAS
+                )
 
     # -- muscles -----------------------------------------------------------------------
     def _muscles(self) -> None:
@@ -394,16 +460,21 @@ class Phantom:
             self._op(Intersect((Profile(np.array(rows), p=2.4), self.inner)), Tissue.MUSCLE)
             # psoas: thin at T12, widest at L4-L5, then anterior into the pelvis
             ps = []
-            for n, dx, dy, rx, ry in (("T12", 26, 4, 5, 5), ("L1", 30, 4, 9, 8),
-                                      ("L2", 36, 2, 13, 11), ("L3", 42, -2, 17, 14),
-                                      ("L4", 47, -8, 20, 17), ("L5", 54, -16, 21, 18),
-                                      ("S1", 63, -30, 20, 18), ("S3", 75, -55, 17, 16),
-                                      ("S5", 85, -75, 15, 14)):
+            for n, dx, dy, rx, ry in (
+                ("T12", 26, 4, 5, 5),
+                ("L1", 30, 4, 9, 8),
+                ("L2", 36, 2, 13, 11),
+                ("L3", 42, -2, 17, 14),
+                ("L4", 47, -8, 20, 17),
+                ("L5", 54, -16, 21, 18),
+                ("S1", 63, -30, 20, 18),
+                ("S3", 75, -55, 17, 16),
+                ("S5", 85, -75, 15, 14),
+            ):
                 z = self.level_z(n)
                 ps.append((z, side * dx, float(self.spine_y(z)) + dy, rx, ry, ry))
             ps.sort()
-            self._op(Profile(np.array(ps), z0=lv["T12"].z_bottom), Tissue.MUSCLE,
-                     avoid=_NOT_BODY)
+            self._op(Profile(np.array(ps), z0=lv["T12"].z_bottom), Tissue.MUSCLE, avoid=_NOT_BODY)
             # quadratus lumborum, lateral to the transverse processes
             ql = []
             for n, dx, rx in (("T12", 55, 8), ("L2", 62, 15), ("L4", 66, 14)):
@@ -414,21 +485,36 @@ class Phantom:
             zc = self.crest_z
             ang = np.array([[zc - 120, -10], [zc, -10]])
             ang_hi = np.array([[zc - 120, 105], [zc, 105]])
-            glut = ArcBand(_ilium_center_xy(self), _ILIUM_RADIUS + 24.0, zc - 110,
-                           np.array([[-20, zc - 14], [40, zc - 8], [110, zc - 14]]),
-                           np.array([[-20, 10.0], [30, 20.0], [100, 22.0]]), ang, ang_hi,
-                           side=side)
+            glut = ArcBand(
+                _ilium_center_xy(self),
+                _ILIUM_RADIUS + 24.0,
+                zc - 110,
+                np.array([[-20, zc - 14], [40, zc - 8], [110, zc - 14]]),
+                np.array([[-20, 10.0], [30, 20.0], [100, 22.0]]),
+                ang,
+                ang_hi,
+                side=side,
+            )
             self._op(Intersect((glut, self.inner)), Tissue.MUSCLE)
-            iliacus = ArcBand(_ilium_center_xy(self), _ILIUM_RADIUS - 14.0, zc - 100,
-                              np.array([[-20, zc - 10], [40, zc - 4], [100, zc - 10]]),
-                              np.array([[-20, 8.0], [40, 10.0], [90, 8.0]]),
-                              np.array([[zc - 120, 0], [zc, -15]]),
-                              np.array([[zc - 120, 80], [zc, 90]]), side=side)
+            iliacus = ArcBand(
+                _ilium_center_xy(self),
+                _ILIUM_RADIUS - 14.0,
+                zc - 100,
+                np.array([[-20, zc - 10], [40, zc - 4], [100, zc - 10]]),
+                np.array([[-20, 8.0], [40, 10.0], [90, 8.0]]),
+                np.array([[zc - 120, 0], [zc, -15]]),
+                np.array([[zc - 120, 80], [zc, 90]]),
+                side=side,
+            )
             self._op(iliacus, Tissue.MUSCLE, avoid=_NOT_BODY)
             # gluteus maximus behind the sacrum and ilium
             gm = []
-            for dz, dx, dy, rx, ry in ((-30, 75, 55, 35, 18), (-60, 80, 70, 55, 28),
-                                       (-100, 85, 75, 60, 32), (-150, 95, 60, 55, 30)):
+            for dz, dx, dy, rx, ry in (
+                (-30, 75, 55, 35, 18),
+                (-60, 80, 70, 55, 28),
+                (-100, 85, 75, 60, 32),
+                (-150, 95, 60, 55, 30),
+            ):
                 z = self.sacrum_top + dz
                 gm.append((z, side * dx, float(self.spine_y(z)) + dy, rx, ry, ry))
             gm.sort()
@@ -438,26 +524,53 @@ class Phantom:
     def _vessels(self) -> None:
         lv = self.levels
         sy = self.spine_y
-        z = {n: self.level_z(n) for n in ("T5", "T8", "T10", "T12", "L1", "L2", "L3", "L4",
-                                          "L5", "S1", "S3")}
-        aorta = [(24, sy(z["T5"]) - 4, z["T5"] + 60), (24, sy(z["T8"]) - 6, z["T8"]),
-                 (15, sy(z["T12"]) - 24, z["T12"]), (13, sy(z["L2"]) - 30, z["L2"]),
-                 (9, sy(z["L4"]) - 32, lv["L4"].z_top)]
+        z = {
+            n: self.level_z(n)
+            for n in ("T5", "T8", "T10", "T12", "L1", "L2", "L3", "L4", "L5", "S1", "S3")
+        }
+        aorta = [
+            (24, sy(z["T5"]) - 4, z["T5"] + 60),
+            (24, sy(z["T8"]) - 6, z["T8"]),
+            (15, sy(z["T12"]) - 24, z["T12"]),
+            (13, sy(z["L2"]) - 30, z["L2"]),
+            (9, sy(z["L4"]) - 32, lv["L4"].z_top),
+        ]
         self._chain(aorta, 11.5, Tissue.ARTERY)
         fork = np.array(aorta[-1], float)
         for side in (1, -1):
-            self._chain([tuple(fork), (side * 40, sy(z["S1"]) - 35, z["S1"]),
-                         (side * 75, -55, z["S3"] - 30)], 6.5, Tissue.ARTERY)
-        ivc = [(-18, sy(z["T8"]) - 60, z["T8"]), (-28, sy(z["T12"]) - 40, z["T12"]),
-               (-24, sy(z["L2"]) - 28, z["L2"]), (-12, sy(z["L4"]) - 26, lv["L4"].z_bottom)]
+            self._chain(
+                [
+                    tuple(fork),
+                    (side * 40, sy(z["S1"]) - 35, z["S1"]),
+                    (side * 75, -55, z["S3"] - 30),
+                ],
+                6.5,
+                Tissue.ARTERY,
+            )
+        ivc = [
+            (-18, sy(z["T8"]) - 60, z["T8"]),
+            (-28, sy(z["T12"]) - 40, z["T12"]),
+            (-24, sy(z["L2"]) - 28, z["L2"]),
+            (-12, sy(z["L4"]) - 26, lv["L4"].z_bottom),
+        ]
         self._chain(ivc, 11.0, Tissue.VEIN)
         confluence = np.array(ivc[-1], float)
         for side in (1, -1):
-            self._chain([tuple(confluence), (side * 42, sy(z["S1"]) - 18, z["S1"] - 5),
-                         (side * 72, -45, z["S3"] - 30)], 8.0, Tissue.VEIN)
+            self._chain(
+                [
+                    tuple(confluence),
+                    (side * 42, sy(z["S1"]) - 18, z["S1"] - 5),
+                    (side * 72, -45, z["S3"] - 30),
+                ],
+                8.0,
+                Tissue.VEIN,
+            )
         # azygos, right-posterior of the aorta in the chest
-        self._chain([(-10, sy(z["T5"]) - 12, z["T5"] + 60), (-12, sy(z["T12"]) - 14,
-                     z["T12"])], 3.5, Tissue.VEIN)
+        self._chain(
+            [(-10, sy(z["T5"]) - 12, z["T5"] + 60), (-12, sy(z["T12"]) - 14, z["T12"])],
+            3.5,
+            Tissue.VEIN,
+        )
 
     def _chain(self, pts: Sequence[Sequence[float]], r: float, label: Tissue) -> None:
         arr = [np.array(p, float) for p in pts]
@@ -532,8 +645,7 @@ class Phantom:
             out.append((Capsule(tp0, tp1, 4.0 if th else 3.2, 5.0), 1.4))
             # articular processes (facets) above and below the pedicle
             sup = np.array([s * (crx + 5.0), ccy + cry * 0.6, lvl.z_top + 1.0])
-            inf = np.array([s * (crx + 3.0), ccy + cry * 1.0, lvl.z_bottom - 0.5 *
-                            lvl.disc_below])
+            inf = np.array([s * (crx + 3.0), ccy + cry * 1.0, lvl.z_bottom - 0.5 * lvl.disc_below])
             out.append((Ellipsoid(sup, np.array([4.5, 6.0, 7.0])), 1.4))
             out.append((Ellipsoid(inf, np.array([4.5, 6.0, 7.0])), 1.4))
         sp_len, drop = (36.0, 24.0) if th else (30.0, 7.0)
@@ -546,23 +658,32 @@ class Phantom:
         """(rx, ry_ant, ry_post) of the ellipse the ribs follow at height z."""
         h = self.habitus
         k = self._outline_knots(h.fat_mm + 7.0, h.fat_mm + 7.0, h.fat_back_mm + 14.0)
-        return (float(np.interp(z, k[:, 0], k[:, 3])), float(np.interp(z, k[:, 0], k[:, 4])),
-                float(np.interp(z, k[:, 0], k[:, 5])))
+        return (
+            float(np.interp(z, k[:, 0], k[:, 3])),
+            float(np.interp(z, k[:, 0], k[:, 4])),
+            float(np.interp(z, k[:, 0], k[:, 5])),
+        )
 
     def _ribs(self) -> tuple[list[tuple[Solid, float]], list[Solid]]:
         bones: list[tuple[Solid, float]] = []
         cartilage: list[Solid] = []
         # end angle (deg; 90 = posterior, 0 = lateral, negative = anterior), cartilage end,
         # total drop (mm)
-        spec = {"T5": (-65, -85, 55), "T6": (-62, -82, 58), "T7": (-60, -80, 60),
-                "T8": (-55, -72, 60), "T9": (-50, -66, 58), "T10": (-42, -58, 52),
-                "T11": (-12, -12, 32), "T12": (22, 22, 18)}
+        spec = {
+            "T5": (-65, -85, 55),
+            "T6": (-62, -82, 58),
+            "T7": (-60, -80, 60),
+            "T8": (-55, -72, 60),
+            "T9": (-50, -66, 58),
+            "T10": (-42, -58, 52),
+            "T11": (-12, -12, 32),
+            "T12": (22, 22, 18),
+        }
         for name, (end, cart_end, drop) in spec.items():
             lvl = self.levels[name]
             z_head = lvl.z_top + 1.0
             for s in (1, -1):
-                head = np.array([s * (lvl.half_width + 2.0), lvl.y + lvl.half_depth * 0.3,
-                                 z_head])
+                head = np.array([s * (lvl.half_width + 2.0), lvl.y + lvl.half_depth * 0.3, z_head])
                 tub = np.array([s * (lvl.canal_rx + 22.0), lvl.canal_cy + 12.0, z_head - 3])
                 pts = [head, tub]
                 start = 58.0
@@ -585,8 +706,9 @@ class Phantom:
         # xiphoid / lower sternum
         z8, z10 = self.levels["T8"].zc, self.levels["T10"].zc
         _, ra, _ = self._rib_ring(z8)
-        sternum = Profile(np.array([[z10 - 5, 0, -ra + 2, 11, 5, 5],
-                                    [z8 + 40, 0, -ra + 2, 15, 6, 6]]))
+        sternum = Profile(
+            np.array([[z10 - 5, 0, -ra + 2, 11, 5, 5], [z8 + 40, 0, -ra + 2, 15, 6, 6]])
+        )
         bones.append((sternum, 1.5))
         return bones, cartilage
 
@@ -597,10 +719,10 @@ class Phantom:
         zc = self.crest_z
         center = _ilium_center_xy(self)
         radius = _ILIUM_RADIUS
-        crest = np.array([[-40, zc - 12], [-20, zc - 7], [35, zc], [90, zc - 8],
-                          [115, zc - 16]])
-        thick = np.array([[-40, 6], [-15, 6.5], [10, 4.5], [35, 3.0], [60, 6.0], [85, 11.0],
-                          [110, 15.0]])
+        crest = np.array([[-40, zc - 12], [-20, zc - 7], [35, zc], [90, zc - 8], [115, zc - 16]])
+        thick = np.array(
+            [[-40, 6], [-15, 6.5], [10, 4.5], [35, 3.0], [60, 6.0], [85, 11.0], [110, 15.0]]
+        )
         amin = np.array([[zc - 120, 25], [zc - 60, 5], [zc - 20, -12], [zc, -20]])
         amax = np.array([[zc - 120, 60], [zc - 85, 96], [zc - 30, 100], [zc, 102]])
         for side in (1, -1):
@@ -610,13 +732,11 @@ class Phantom:
             # ilium body and acetabulum
             zac = self.acetabulum_z
             ac = np.array([side * 92.0, ysr - 55.0, zac])
-            mid = np.array([side * (center[0] + radius * 0.8), center[1] + radius * 0.5,
-                            zc - 92])
+            mid = np.array([side * (center[0] + radius * 0.8), center[1] + radius * 0.5, zc - 92])
             out.append((Capsule(mid, ac + np.array([0.0, 0.0, 12.0]), 17.0, 20.0), 1.8))
             out.append((Ellipsoid(ac, np.array([36.0, 34.0, 34.0])), 2.0))
             # superior pubic ramus and ischium
-            out.append((Capsule(ac, np.array([side * 20.0, ysr - 125, zac - 25]), 9.0, 11.0),
-                        1.8))
+            out.append((Capsule(ac, np.array([side * 20.0, ysr - 125, zac - 25]), 9.0, 11.0), 1.8))
             out.append((Capsule(ac, np.array([side * 60.0, ysr - 30, zac - 70]), 13.0), 1.8))
         return out
 
@@ -627,9 +747,13 @@ class Phantom:
     def _sacrum(self) -> Solid:
         rows = []
         top = self.sacrum_top
-        for dz, rx, ra, rp, yoff in ((0, 50, 18, 20, -2), (-20, 52, 16, 22, 4),
-                                     (-45, 42, 13, 17, 8), (-70, 30, 10, 12, 10),
-                                     (-100, 14, 6, 7, 10)):
+        for dz, rx, ra, rp, yoff in (
+            (0, 50, 18, 20, -2),
+            (-20, 52, 16, 22, 4),
+            (-45, 42, 13, 17, 8),
+            (-70, 30, 10, 12, 10),
+            (-100, 14, 6, 7, 10),
+        ):
             z = top + dz
             rows.append((z, 0.0, float(self.spine_y(z)) + yoff, rx, ra, rp))
         rows.sort()
@@ -657,11 +781,27 @@ class Phantom:
             for z in (lvl.z_top + lvl.disc_below / 2, lvl.zc):
                 rows.append((z, 0.0, lvl.canal_cy, lvl.canal_rx, lvl.canal_ry, lvl.canal_ry))
                 if lvl.thoracic:
-                    dura.append((z, 0.0, lvl.canal_cy, lvl.canal_rx - 1.5, lvl.canal_ry - 1.0,
-                                 lvl.canal_ry - 2.0))
+                    dura.append(
+                        (
+                            z,
+                            0.0,
+                            lvl.canal_cy,
+                            lvl.canal_rx - 1.5,
+                            lvl.canal_ry - 1.0,
+                            lvl.canal_ry - 2.0,
+                        )
+                    )
                 else:
-                    dura.append((z, 0.0, lvl.canal_cy - 0.5, lvl.canal_rx - 2.5,
-                                 lvl.canal_ry - 1.5, lvl.canal_ry - 3.5))
+                    dura.append(
+                        (
+                            z,
+                            0.0,
+                            lvl.canal_cy - 0.5,
+                            lvl.canal_rx - 2.5,
+                            lvl.canal_ry - 1.5,
+                            lvl.canal_ry - 3.5,
+                        )
+                    )
         top = self.sacrum_top
         for dz, rx, ry, yoff in ((-10, 11.0, 6.5, 24), (-45, 9.0, 5.0, 24), (-75, 6.0, 3.5, 22)):
             z = top + dz
@@ -692,10 +832,13 @@ class Phantom:
         # cauda equina: roots lying dependent (posterior) in the dural sac
         lower = [lv for lv in self.levels.values() if not lv.thoracic]
         for dx, dy in ((-5, 3), (-2, 4), (2, 4), (5, 3), (-7, 0.5), (7, 0.5)):
-            pts = [np.array([dx * (0.5 if lvl.name == "L1" else 1.0), lvl.canal_cy + dy,
-                             lvl.zc]) for lvl in lower]
-            pts.append(np.array([dx * 0.8, float(self.spine_y(top - 20)) + 24 + dy * 0.6,
-                                 top - 20]))
+            pts = [
+                np.array([dx * (0.5 if lvl.name == "L1" else 1.0), lvl.canal_cy + dy, lvl.zc])
+                for lvl in lower
+            ]
+            pts.append(
+                np.array([dx * 0.8, float(self.spine_y(top - 20)) + 24 + dy * 0.6, top - 20])
+            )
             for a, b in itertools.pairwise(pts):
                 if a[2] > conus:
                     continue
@@ -736,5 +879,7 @@ def _build_levels() -> dict[str, Level]:
             knot_y.append(y)
     order = np.argsort(knot_z)
     ys = np.interp(zs, np.asarray(knot_z)[order], np.asarray(knot_y, float)[order])
-    return {n: Level(n, float(zc[n]), *table[n][1:], y=float(y))  # type: ignore[misc]
-            for n, y in zip(names, ys, strict=True)}
+    return {
+        n: Level(n, float(zc[n]), *table[n][1:], y=float(y))  # type: ignore[misc]
+        for n, y in zip(names, ys, strict=True)
+    }

@@ -61,8 +61,10 @@ def generate_samples(
     names = list(specs) if cases is None else list(cases)
     unknown = [n for n in names if n not in specs]
     if unknown:
-        raise SampleError(f"Unknown sample case(s): {', '.join(unknown)}.",
-                          hint=f"Known cases: {', '.join(specs)}.")
+        raise SampleError(
+            f"Unknown sample case(s): {', '.join(unknown)}.",
+            hint=f"Known cases: {', '.join(specs)}.",
+        )
     if not 0.05 <= scale <= 1.0:
         raise SampleError(f"scale must be between 0.05 and 1, got {scale}.")
     out = Path(out_dir)
@@ -85,8 +87,10 @@ def generate_samples(
 def _write_case(spec: CaseSpec, out: Path, scale: float, progress: ProgressFn | None) -> Path:
     final = out / spec.name
     if final.exists() and not (final / "case.json").exists() and any(final.iterdir()):
-        raise SampleError(f"{final} exists and is not a guideplan sample case.",
-                          hint="Choose another output folder or remove it.")
+        raise SampleError(
+            f"{final} exists and is not a guideplan sample case.",
+            hint="Choose another output folder or remove it.",
+        )
     tmp = out / f".{spec.name}.partial"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -108,28 +112,38 @@ def _write_case(spec: CaseSpec, out: Path, scale: float, progress: ProgressFn | 
         seed = spec.seed * 100 + n
         if acq.modality == "CT":
             first = acq.folder == "ct"
-            hu, labels, pre = imaging.ct_image(phantom, grid, contrast=acq.contrast,
-                                               noise_hu=CT_NOISE_HU, seed=seed,
-                                               keep_pre_lesion=first)
+            hu, labels, pre = imaging.ct_image(
+                phantom,
+                grid,
+                contrast=acq.contrast,
+                noise_hu=CT_NOISE_HU,
+                seed=seed,
+                keep_pre_lesion=first,
+            )
             if first:
                 truth_extra = _write_truth_masks(tmp / "truth", grid, labels, pre, hu)
-            vol = Volume(np.clip(hu, -1024.0, 3071.0), grid.spacing, tuple(grid.origin),
-                         grid.direction)
+            vol = Volume(
+                np.clip(hu, -1024.0, 3071.0), grid.spacing, tuple(grid.origin), grid.direction
+            )
             _report(progress, (n + 0.6) / (steps + 1), f"{acq.folder}: writing DICOM")
             _write_series(vol, tmp / acq.folder, spec, acq, rescale_intercept=CT_INTERCEPT)
         else:
-            img = imaging.mr_image(phantom, grid, noise=MR_NOISE, seed=seed,
-                                   sub_slices=3 if scale >= 0.5 else 1)
-            vol = Volume(np.clip(img, 0.0, 4095.0), grid.spacing, tuple(grid.origin),
-                         grid.direction)
+            img = imaging.mr_image(
+                phantom, grid, noise=MR_NOISE, seed=seed, sub_slices=3 if scale >= 0.5 else 1
+            )
+            vol = Volume(
+                np.clip(img, 0.0, 4095.0), grid.spacing, tuple(grid.origin), grid.direction
+            )
             _report(progress, (n + 0.6) / (steps + 1), f"{acq.folder}: writing DICOM")
             _write_series(vol, tmp / acq.folder, spec, acq, rescale_intercept=0.0)
         series_info[acq.folder] = _series_json(spec, acq, grid)
         if acq.folder != "ct":
             transforms[acq.folder] = _transform_json(acq, m2f, lesion_c)
     _report(progress, steps / (steps + 1), "truth and descriptions")
-    _write_json(tmp / "truth" / "truth.json",
-                _truth_json(spec, series_info, transforms, truth_extra, lesion_c))
+    _write_json(
+        tmp / "truth" / "truth.json",
+        _truth_json(spec, series_info, transforms, truth_extra, lesion_c),
+    )
     _write_json(tmp / "case.json", _case_json(spec, series_info))
     (tmp / "README.md").write_text(_readme(spec, series_info, truth_extra), encoding="utf-8")
     if final.exists():
@@ -149,8 +163,9 @@ def _scaled(acq: Acquisition, scale: float) -> Acquisition:
     return replace(acq, size=size, spacing=spacing)  # type: ignore[arg-type]
 
 
-def _write_series(vol: Volume, folder: Path, spec: CaseSpec, acq: Acquisition,
-                  rescale_intercept: float) -> list[Path]:
+def _write_series(
+    vol: Volume, folder: Path, spec: CaseSpec, acq: Acquisition, rescale_intercept: float
+) -> list[Path]:
     from pydicom.uid import JPEGLSLossless
 
     from guideplan.io.dicom_write import SeriesSpec, write_volume
@@ -160,14 +175,23 @@ def _write_series(vol: Volume, folder: Path, spec: CaseSpec, acq: Acquisition,
     series_seed = f"guideplan-sample/{spec.name}/{acq.folder}"
     extra = dict(acq.mr_sequence) if acq.modality == "MR" else {}
     sspec = SeriesSpec(
-        modality=acq.modality, seed=series_seed, patient_name=p.name,
-        patient_id=p.patient_id, patient_birth_date=p.birth_date, patient_sex=p.sex,
-        patient_weight_kg=p.weight_kg, study_description=acq.study_description,
-        series_description=acq.description, series_number=acq.series_number,
-        study_date=acq.study_date, study_time=acq.study_time,
+        modality=acq.modality,
+        seed=series_seed,
+        patient_name=p.name,
+        patient_id=p.patient_id,
+        patient_birth_date=p.birth_date,
+        patient_sex=p.sex,
+        patient_weight_kg=p.weight_kg,
+        study_description=acq.study_description,
+        series_description=acq.description,
+        series_number=acq.series_number,
+        study_date=acq.study_date,
+        study_time=acq.study_time,
         accession_number=f"GP{spec.seed}{acq.series_number:02d}",
-        patient_position="HFS", body_part_examined=_body_part(spec),
-        manufacturer="guideplan synthetic", transfer_syntax=JPEGLSLossless,
+        patient_position="HFS",
+        body_part_examined=_body_part(spec),
+        manufacturer="guideplan synthetic",
+        transfer_syntax=JPEGLSLossless,
         image_type=("ORIGINAL", "PRIMARY", "AXIAL" if acq.modality == "CT" else "OTHER"),
         window=(40.0, 400.0) if acq.modality == "CT" else (550.0, 1100.0),
         **extra,  # type: ignore[arg-type]
@@ -179,12 +203,10 @@ def _write_series(vol: Volume, folder: Path, spec: CaseSpec, acq: Acquisition,
     names = [f"{prefix}{num:04d}.dcm" for num in numbers]
     kw: dict[str, object] = {}
     if acq.modality == "CT":
-        kw = {"rescale_intercept": rescale_intercept, "pixel_representation": 0,
-              "bits_stored": 12}
+        kw = {"rescale_intercept": rescale_intercept, "pixel_representation": 0, "bits_stored": 12}
     else:
         kw = {"pixel_representation": 0, "bits_stored": 12}
-    return write_volume(vol, folder, sspec, instance_numbers=numbers, file_names=names,
-                        **kw)
+    return write_volume(vol, folder, sspec, instance_numbers=numbers, file_names=names, **kw)
 
 
 def _body_part(spec: CaseSpec) -> str:
@@ -200,8 +222,13 @@ def _body_part(spec: CaseSpec) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def _write_truth_masks(folder: Path, grid: imaging.SeriesGrid, labels: np.ndarray,
-                       pre: np.ndarray | None, hu: np.ndarray) -> dict[str, object]:
+def _write_truth_masks(
+    folder: Path,
+    grid: imaging.SeriesGrid,
+    labels: np.ndarray,
+    pre: np.ndarray | None,
+    hu: np.ndarray,
+) -> dict[str, object]:
     """Masks on the planning-CT grid, and the numbers measured from them."""
     import SimpleITK as sitk
 
@@ -225,10 +252,8 @@ def _write_truth_masks(folder: Path, grid: imaging.SeriesGrid, labels: np.ndarra
     voxel_ml = float(np.prod(grid.spacing)) / 1000.0
     vol = Volume(lesion.astype(np.uint8), grid.spacing, tuple(grid.origin), grid.direction)
     kji = np.argwhere(lesion)
-    centroid = (vol.index_to_physical(kji[:, ::-1].mean(axis=0)) if len(kji)
-                else np.full(3, np.nan))
-    extent = (np.ptp(vol.index_to_physical(kji[:, ::-1]), axis=0) if len(kji)
-              else np.zeros(3))
+    centroid = vol.index_to_physical(kji[:, ::-1].mean(axis=0)) if len(kji) else np.full(3, np.nan)
+    extent = np.ptp(vol.index_to_physical(kji[:, ::-1]), axis=0) if len(kji) else np.zeros(3)
     out: dict[str, object] = {
         "lesion_voxels": int(lesion.sum()),
         "lesion_volume_ml": round(float(lesion.sum()) * voxel_ml, 3),
@@ -254,8 +279,9 @@ def _min_distance(mask_img: object, lesion: np.ndarray, inside_positive: bool) -
 
     if not lesion.any():
         return None
-    dist = sitk.SignedMaurerDistanceMap(mask_img, insideIsPositive=inside_positive,
-                                        squaredDistance=False, useImageSpacing=True)
+    dist = sitk.SignedMaurerDistanceMap(
+        mask_img, insideIsPositive=inside_positive, squaredDistance=False, useImageSpacing=True
+    )
     d = sitk.GetArrayViewFromImage(dist)[lesion]
     return round(max(float(d.min()), 0.0), 2)
 
@@ -267,8 +293,9 @@ def _median(img: np.ndarray, mask: np.ndarray) -> float | None:
 def _series_json(spec: CaseSpec, acq: Acquisition, grid: imaging.SeriesGrid) -> dict:
     from guideplan.io.dicom_write import SeriesSpec
 
-    s = SeriesSpec(seed=f"guideplan-sample/{spec.name}/{acq.folder}",
-                   series_number=acq.series_number)
+    s = SeriesSpec(
+        seed=f"guideplan-sample/{spec.name}/{acq.folder}", series_number=acq.series_number
+    )
     return {
         "folder": acq.folder,
         "modality": acq.modality,
@@ -295,16 +322,19 @@ def _transform_json(acq: Acquisition, m2f: np.ndarray, lesion_c: np.ndarray) -> 
         "rotation_deg": list(acq.rotation_deg),
         "translation_mm": list(acq.translation_mm),
         "center_lps": _r(lesion_c, 6),
-        "convention": ("p_moving = R (p_fixed - c) + c + t, R = Rz @ Rx @ Ry "
-                       "(SimpleITK Euler3DTransform order; guideplan.core.geometry."
-                       "rigid_matrix). Points in LPS mm."),
+        "convention": (
+            "p_moving = R (p_fixed - c) + c + t, R = Rz @ Rx @ Ry "
+            "(SimpleITK Euler3DTransform order; guideplan.core.geometry."
+            "rigid_matrix). Points in LPS mm."
+        ),
         "lesion_center_in_moving_lps": _r(geometry.apply_affine(m2f, lesion_c)),
         "lesion_scale": acq.lesion_scale,
     }
 
 
-def _truth_json(spec: CaseSpec, series: dict, transforms: dict, measured: dict,
-                lesion_c: np.ndarray) -> dict:
+def _truth_json(
+    spec: CaseSpec, series: dict, transforms: dict, measured: dict, lesion_c: np.ndarray
+) -> dict:
     lesion = spec.lesion
     return {
         "format_version": FORMAT_VERSION,
@@ -325,9 +355,9 @@ def _truth_json(spec: CaseSpec, series: dict, transforms: dict, measured: dict,
         "masks": {
             "lesion": "truth/lesion.nrrd",
             "bone": "truth/bone.nrrd (cortical + trabecular bone envelope, lesion inside "
-                    "bone included, extra-osseous lesion excluded)",
+            "bone included, extra-osseous lesion excluded)",
             "canal": "truth/canal.nrrd (bony spinal canal contents: epidural fat, CSF, "
-                     "cord, cauda equina)",
+            "cord, cauda equina)",
             "body": "truth/body.nrrd (everything inside the skin; table excluded)",
             "grid": "same geometry as the planning CT series",
         },
@@ -344,18 +374,31 @@ def _case_json(spec: CaseSpec, series: dict) -> dict:
         "title": spec.title,
         "synthetic": True,
         "note": PHANTOM_NOTE,
-        "patient": {"name": spec.patient.name, "id": spec.patient.patient_id,
-                    "sex": spec.patient.sex, "birth_date": spec.patient.birth_date},
+        "patient": {
+            "name": spec.patient.name,
+            "id": spec.patient.patient_id,
+            "sex": spec.patient.sex,
+            "birth_date": spec.patient.birth_date,
+        },
         "indication": spec.indication,
         "findings": spec.findings,
-        "target": {"bone": spec.bone, "vertebral_level": spec.level, "side": spec.side,
-                   "lesion_kind": spec.lesion.kind},
+        "target": {
+            "bone": spec.bone,
+            "vertebral_level": spec.level,
+            "side": spec.side,
+            "lesion_kind": spec.lesion.kind,
+        },
         "suggested_treatment": spec.suggested_treatment,
         "planning_notes": list(spec.planning_notes),
         "series": [
-            {"folder": s["folder"], "role": _role(s["folder"]), "modality": s["modality"],
-             "description": s["description"], "series_uid": s["series_uid"],
-             "study_date": s["study_date"]}
+            {
+                "folder": s["folder"],
+                "role": _role(s["folder"]),
+                "modality": s["modality"],
+                "description": s["description"],
+                "series_uid": s["series_uid"],
+                "study_date": s["study_date"],
+            }
             for s in series.values()
         ],
     }
@@ -389,8 +432,10 @@ def _readme(spec: CaseSpec, series: dict, measured: dict) -> str:
     for s in series.values():
         sp = " x ".join(f"{v:g}" for v in s["spacing_mm"])
         sz = " x ".join(str(v) for v in s["size_ijk"])
-        lines.append(f"| {s['folder']}/ | {s['modality']} | {s['description']} "
-                     f"({s['orientation']}) | {sz} | {sp} |")
+        lines.append(
+            f"| {s['folder']}/ | {s['modality']} | {s['description']} "
+            f"({s['orientation']}) | {sz} | {sp} |"
+        )
     lines += [
         "",
         "`truth/` holds the exact answers (lesion, bone, canal and body masks on the "
@@ -425,8 +470,11 @@ def _write_index(out: Path, specs: dict[str, CaseSpec]) -> None:
         "",
         "| case | target | suggested treatment |",
         "|---|---|---|",
-        *[f"| [{c.name}]({c.name}/README.md) | {c.bone} ({c.lesion.kind}) | "
-          f"{c.suggested_treatment} |" for c in present],
+        *[
+            f"| [{c.name}]({c.name}/README.md) | {c.bone} ({c.lesion.kind}) | "
+            f"{c.suggested_treatment} |"
+            for c in present
+        ],
         "",
         "Each case: `ct/` planning CT, `prior_ct/` earlier contrast CT and `mr/` T1-like "
         "MR (own frames of reference, known rigid offsets), `truth/` ground truth "
@@ -456,8 +504,9 @@ def _report(progress: ProgressFn | None, fraction: float, message: str) -> None:
         progress(min(max(fraction, 0.0), 1.0), message)
 
 
-def _sub_progress(progress: ProgressFn | None, lo: float, hi: float,
-                  name: str) -> ProgressFn | None:
+def _sub_progress(
+    progress: ProgressFn | None, lo: float, hi: float, name: str
+) -> ProgressFn | None:
     if progress is None:
         return None
     return lambda f, msg: progress(lo + (hi - lo) * f, f"{name}: {msg}")

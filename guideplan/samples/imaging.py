@@ -76,16 +76,25 @@ class SeriesGrid:
         return Grid((self.size[2], self.size[1], self.size[0]), self.index_to_frame)
 
 
-def centred_grid(center_frame: Sequence[float] | np.ndarray, direction: np.ndarray,
-                 spacing: Sequence[float], size: Sequence[int],
-                 model_to_frame: np.ndarray) -> SeriesGrid:
+def centred_grid(
+    center_frame: Sequence[float] | np.ndarray,
+    direction: np.ndarray,
+    spacing: Sequence[float],
+    size: Sequence[int],
+    model_to_frame: np.ndarray,
+) -> SeriesGrid:
     """Grid whose centre voxel sits at ``center_frame`` (frame LPS)."""
     d = np.asarray(direction, dtype=float)
     sp = np.asarray(spacing, dtype=float)
     n = np.asarray(size, dtype=float)
     origin = np.asarray(center_frame, float) - d @ (sp * (n - 1) / 2)
-    return SeriesGrid(tuple(int(v) for v in size), tuple(float(v) for v in sp), origin, d,
-                      np.asarray(model_to_frame, dtype=float))
+    return SeriesGrid(
+        tuple(int(v) for v in size),
+        tuple(float(v) for v in sp),
+        origin,
+        d,
+        np.asarray(model_to_frame, dtype=float),
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -93,8 +102,9 @@ def centred_grid(center_frame: Sequence[float] | np.ndarray, direction: np.ndarr
 # --------------------------------------------------------------------------------------
 
 
-def render_labels(phantom: Phantom, grid: Grid, k_offset: float = 0.0,
-                  keep_pre_lesion: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+def render_labels(
+    phantom: Phantom, grid: Grid, k_offset: float = 0.0, keep_pre_lesion: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Paint the phantom on ``grid``; optionally also return the labels before the lesion."""
     labels = np.zeros(grid.shape, np.uint8)
     for op in phantom.ops:
@@ -102,8 +112,7 @@ def render_labels(phantom: Phantom, grid: Grid, k_offset: float = 0.0,
     pre = labels.copy() if keep_pre_lesion else None
     lesion = phantom.lesion_solid()
     if lesion is not None:
-        paint(labels, grid, lesion, int(Tissue.LESION), None, (Tissue.AIR, Tissue.SKIN),
-              k_offset)
+        paint(labels, grid, lesion, int(Tissue.LESION), None, (Tissue.AIR, Tissue.SKIN), k_offset)
     return labels, pre
 
 
@@ -121,14 +130,19 @@ def texture(x: np.ndarray, y: np.ndarray, z: np.ndarray, seed: int) -> np.ndarra
         d /= np.linalg.norm(d)
         k = 2 * np.pi / rng.uniform(2.5, 7.0)
         phase = rng.uniform(0, 2 * np.pi)
-        arg = (x * np.float32(d[0] * k) + y * np.float32(d[1] * k) + z * np.float32(d[2] * k)
-               + np.float32(phase))
+        arg = (
+            x * np.float32(d[0] * k)
+            + y * np.float32(d[1] * k)
+            + z * np.float32(d[2] * k)
+            + np.float32(phase)
+        )
         out += np.sin(arg)
     return out * np.float32(np.sqrt(2.0 / n))
 
 
-def intensities(labels: np.ndarray, grid: Grid, values: np.ndarray, textures: np.ndarray,
-                k_offset: float = 0.0) -> np.ndarray:
+def intensities(
+    labels: np.ndarray, grid: Grid, values: np.ndarray, textures: np.ndarray, k_offset: float = 0.0
+) -> np.ndarray:
     """Labels -> float32 intensities, plus anatomical texture where the table asks for it."""
     img = values[labels]
     for label in np.nonzero(textures)[0]:
@@ -173,8 +187,9 @@ def _kernel(sigma: float) -> np.ndarray:
     return k / k.sum()
 
 
-def correlated_noise(shape: tuple[int, int, int], sigma_vox: tuple[float, float, float],
-                     rng: np.random.Generator) -> np.ndarray:
+def correlated_noise(
+    shape: tuple[int, int, int], sigma_vox: tuple[float, float, float], rng: np.random.Generator
+) -> np.ndarray:
     """Unit-std Gaussian noise with a Gaussian correlation (CT noise texture)."""
     white = rng.standard_normal(shape, dtype=np.float32)
     smooth = gaussian_blur(white, sigma_vox)
@@ -196,13 +211,19 @@ class Table(Solid):
     inset: float = 0.0
 
     def bbox(self) -> BBox:
-        return (np.array([-self.half_width, self.y_top - 40.0, -1e4]),
-                np.array([self.half_width, self.y_top + self.thickness + 1.0, 1e4]))
+        return (
+            np.array([-self.half_width, self.y_top - 40.0, -1e4]),
+            np.array([self.half_width, self.y_top + self.thickness + 1.0, 1e4]),
+        )
 
     def inside(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         top = np.float32(self.y_top + self.inset) - np.float32(self.curve) * x * x
-        return ((y >= top) & (y <= top + np.float32(self.thickness - 2 * self.inset))
-                & (np.abs(x) <= np.float32(self.half_width - self.inset)) & (z == z))
+        return (
+            (y >= top)
+            & (y <= top + np.float32(self.thickness - 2 * self.inset))
+            & (np.abs(x) <= np.float32(self.half_width - self.inset))
+            & (z == z)
+        )
 
     def shrunk(self, t: float) -> Solid:
         return Table(self.y_top, self.thickness, self.half_width, self.curve, self.inset + t)
@@ -232,9 +253,15 @@ def body_mask(labels: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 
-def ct_image(phantom: Phantom, series: SeriesGrid, *, contrast: bool, noise_hu: float,
-             seed: int, keep_pre_lesion: bool = False,
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def ct_image(
+    phantom: Phantom,
+    series: SeriesGrid,
+    *,
+    contrast: bool,
+    noise_hu: float,
+    seed: int,
+    keep_pre_lesion: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """HU image (float32, [k, j, i]), its labels, and optionally pre-lesion labels."""
     grid = series.model_grid()
     labels, pre = render_labels(phantom, grid, keep_pre_lesion=keep_pre_lesion)
@@ -252,8 +279,9 @@ def ct_image(phantom: Phantom, series: SeriesGrid, *, contrast: bool, noise_hu: 
     return hu, labels, pre
 
 
-def mr_image(phantom: Phantom, series: SeriesGrid, *, noise: float, seed: int,
-             sub_slices: int = 3) -> np.ndarray:
+def mr_image(
+    phantom: Phantom, series: SeriesGrid, *, noise: float, seed: int, sub_slices: int = 3
+) -> np.ndarray:
     """T1-like magnitude image: slice profile by sub-slices, coil shading, Rician noise."""
     grid = series.model_grid()
     kind = phantom.lesion.kind if phantom.lesion else None

@@ -84,8 +84,10 @@ class Ellipsoid(Solid):
             return q <= 1.0
         # Lobulated border: radius factor 1 + a * f(direction), f a low-order harmonic.
         n = np.sqrt(q) + np.float32(1e-6)
-        f = (np.sin(3.0 * ux / n + 0.7) * np.cos(2.0 * uy / n - 0.4)
-             + 0.6 * np.sin(2.5 * uz / n + 1.3)) * np.float32(0.6)
+        f = (
+            np.sin(3.0 * ux / n + 0.7) * np.cos(2.0 * uy / n - 0.4)
+            + 0.6 * np.sin(2.5 * uz / n + 1.3)
+        ) * np.float32(0.6)
         lim = 1.0 + np.float32(self.lobes) * f
         return q <= lim * lim
 
@@ -170,7 +172,8 @@ class Profile(Solid):
         z0, z1 = self._zr()
         zf = z.astype(np.float32)
         cx, cy, rx, ra, rp = (
-            np.interp(zf, k[:, 0], k[:, i]).astype(np.float32) for i in range(1, 6))
+            np.interp(zf, k[:, 0], k[:, i]).astype(np.float32) for i in range(1, 6)
+        )
         ix, ia, ip = self.inset
         rx, ra, rp = rx - np.float32(ix), ra - np.float32(ia), rp - np.float32(ip)
         if self.waist or self.round_mm:
@@ -184,8 +187,9 @@ class Profile(Solid):
                 # distance from the end plane, in mm; shrink radii near the ends
                 dz = np.maximum(h * (1.0 - u), 0.0)
                 rr = np.float32(self.round_mm)
-                corner = np.where(dz < rr, rr - np.sqrt(np.maximum(rr * rr - (rr - dz) ** 2,
-                                                                      0.0)), 0.0)
+                corner = np.where(
+                    dz < rr, rr - np.sqrt(np.maximum(rr * rr - (rr - dz) ** 2, 0.0)), 0.0
+                )
                 rx = rx - corner
                 ra = ra - corner
                 rp = rp - corner
@@ -203,8 +207,13 @@ class Profile(Solid):
     def shrunk(self, t: float) -> Solid:
         z0, z1 = self._zr()
         ix, ia, ip = self.inset
-        return replace(self, z0=z0 + t, z1=z1 - t, inset=(ix + t, ia + t, ip + t),
-                       round_mm=max(self.round_mm - t, 0.0))
+        return replace(
+            self,
+            z0=z0 + t,
+            z1=z1 - t,
+            inset=(ix + t, ia + t, ip + t),
+            round_mm=max(self.round_mm - t, 0.0),
+        )
 
     def with_inset(self, rx: float, ry_ant: float, ry_post: float) -> Profile:
         ix, ia, ip = self.inset
@@ -237,8 +246,10 @@ class ArcBand(Solid):
         rout = self.radius + hmax
         xs = np.array([cx - rout, cx + rout]) * self.side
         ztop = float(np.max(np.asarray(self.crest_z)[:, 1]))
-        return (np.array([xs.min(), cy - rout, self.z_bottom]),
-                np.array([xs.max(), cy + rout, ztop]))
+        return (
+            np.array([xs.min(), cy - rout, self.z_bottom]),
+            np.array([xs.max(), cy + rout, ztop]),
+        )
 
     def inside(self, x: Array, y: Array, z: Array) -> Array:
         cx, cy = self.center_xy
@@ -262,9 +273,13 @@ class ArcBand(Solid):
         depth = ztop - zz
         cap = np.sqrt(np.maximum(hh * hh - (hh - depth) ** 2, 0.0))
         half = np.where(depth < hh, cap, hh)
-        return ((np.abs(rho - np.float32(self.radius)) <= half) & (zz <= ztop)
-                & (zz >= np.float32(self.z_bottom + self.offset))
-                & (ang >= lo + dang) & (ang <= hi - dang))
+        return (
+            (np.abs(rho - np.float32(self.radius)) <= half)
+            & (zz <= ztop)
+            & (zz >= np.float32(self.z_bottom + self.offset))
+            & (ang >= lo + dang)
+            & (ang <= hi - dang)
+        )
 
     def shrunk(self, t: float) -> Solid:
         return replace(self, offset=self.offset + t)
@@ -405,8 +420,9 @@ class Grid:
     def index_block(self, box: BBox, margin_vox: int = 1) -> tuple[list[int], list[int]] | None:
         """Index block [lo, hi) (k, j, i) covering a model-space box, or None if outside."""
         lo, hi = (np.asarray(b, dtype=float) for b in box)
-        corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1])
-                            for c in (lo[2], hi[2])])
+        corners = np.array(
+            [[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])]
+        )
         inv = self.model_to_index
         ijk = corners @ inv[:3, :3].T + inv[:3, 3]
         kji_lo = np.floor(ijk.min(axis=0))[::-1] - margin_vox
@@ -419,9 +435,16 @@ class Grid:
         return a.tolist(), b.tolist()
 
 
-def paint(labels: np.ndarray, grid: Grid, solid: Solid, value: int,
-          only: Sequence[int] | None = None, avoid: Sequence[int] | None = None,
-          k_offset: float = 0.0, chunk_voxels: int = 1 << 19) -> None:
+def paint(
+    labels: np.ndarray,
+    grid: Grid,
+    solid: Solid,
+    value: int,
+    only: Sequence[int] | None = None,
+    avoid: Sequence[int] | None = None,
+    k_offset: float = 0.0,
+    chunk_voxels: int = 1 << 19,
+) -> None:
     """Set ``labels`` to ``value`` where ``solid`` holds, over ``only`` / not over ``avoid``.
 
     Large blocks are processed a few slices at a time so that temporaries stay in cache.
