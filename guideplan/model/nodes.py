@@ -36,6 +36,11 @@ class DisplayProps:
     level: float | None = None
     #: Label maps: draw the outline only in slice views.
     outline: bool = False
+    #: Fused prior volumes: "blend", "overlay", "checker" or "flicker"; colour map
+    #: ("grey", "hot", "rainbow") and checkerboard tile size.
+    fusion: str = "blend"
+    colormap: str = "grey"
+    checker_mm: float = 20.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -37,7 +37,14 @@ from guideplan.core.volume import Volume
 from guideplan.io.case_file import is_case
 from guideplan.model.case import open_case, save_case
 from guideplan.model.commands import AddNode, RemoveNode, SetField, SetFields
-from guideplan.model.nodes import MeasurementNode, Node, TrajectoryNode, VolumeNode
+from guideplan.model.fusion import (
+    add_prior,
+    apply_registration,
+    nudge_command,
+    priors,
+    reset_command,
+)
+from guideplan.model.nodes import MeasurementNode, Node, TrajectoryNode, TransformNode, VolumeNode
 from guideplan.model.recovery import (
     Autosaver,
     RecentCases,
@@ -48,7 +55,9 @@ from guideplan.model.recovery import (
 from guideplan.model.scene import Scene
 from guideplan.planning.devices import load_catalog
 from guideplan.planning.path_analysis import PathContext, analyze_path
+from guideplan.render.fusion_layer import FusionLayer
 from guideplan.render.slice_view import Overlay2D
+from guideplan.ui.fusion_panel import FusionPanel
 from guideplan.ui.trajectory_panel import TrajectoryPanel
 from guideplan.ui.views import SliceWidget, View3DWidget
 from guideplan.ui.workers import _ACTIVE, run_task
@@ -87,6 +96,11 @@ class MainWindow(QMainWindow):
         self.current_trajectory: str | None = None
         self.trajectory_report = None
         self.needle_views = False
+        self.active_prior: str | None = None
+        self.fusion_layers: dict[str, FusionLayer] = {}
+        self._flicker = QTimer(self)
+        self._flicker.setInterval(600)
+        self._flicker.timeout.connect(self._flicker_step)
 
         self.slice_widgets = {name: SliceWidget(name) for name in SLICE_VIEWS}
         self.view3d = View3DWidget()
@@ -145,6 +159,8 @@ class MainWindow(QMainWindow):
             self._show_volume(self.planning.volume)
         self._refresh_measurement_list()
         self._refresh_trajectories()
+        self.active_prior = None
+        self._refresh_fusion()
         self._update_actions()
         if case_path is not None and not unsaved:
             self.recent.add(case_path)
@@ -234,6 +250,14 @@ class MainWindow(QMainWindow):
         delete.clicked.connect(self.delete_selected_measurement)
         box.addWidget(delete)
 
+        self.fusion_panel = FusionPanel()
+        self.fusion_panel.add_requested.connect(self.add_prior_dialog)
+        self.fusion_panel.prior_selected.connect(self.select_prior)
+        self.fusion_panel.display_changed.connect(self._set_prior_display)
+        self.fusion_panel.register_requested.connect(self.register_prior)
+        self.fusion_panel.reset_requested.connect(self.reset_fusion)
+        self.fusion_panel.export_requested.connect(self.export_tfm)
+        box.addWidget(self.fusion_panel)
         self.trajectory_panel = TrajectoryPanel(self.catalog)
         self.trajectory_panel.new_requested.connect(lambda: self.set_tool("trajectory"))
         self.trajectory_panel.selected.connect(self.select_trajectory)
@@ -262,6 +286,8 @@ class MainWindow(QMainWindow):
         file_menu = bar.addMenu("&File")
         self.act_open = file_menu.addAction("&Open DICOM folder…", QKeySequence.StandardKey.Open)
         self.act_open.triggered.connect(self.open_dicom_dialog)
+        self.act_add_prior = file_menu.addAction("Add &prior study…", QKeySequence("Ctrl+Shift+P"))
+        self.act_add_prior.triggered.connect(self.add_prior_dialog)
         self.act_open_case = file_menu.addAction("Open &case…", QKeySequence("Ctrl+Shift+O"))
         self.act_open_case.triggered.connect(self.open_case_dialog)
         self.recent_menu = file_menu.addMenu("Open &recent")
@@ -447,6 +473,8 @@ class MainWindow(QMainWindow):
         self.cursor = np.asarray(lps, dtype=float)
         for widget in self.slice_widgets.values():
             widget.slice_view.set_cursor(self.cursor)
+        for layer in self.fusion_layers.values():
+            layer.update()
         if refresh:
             self._refresh_views()
 
@@ -582,6 +610,176 @@ class MainWindow(QMainWindow):
         item = self.measure_list.currentItem()
         if item is not None:
             self.scene.execute(RemoveNode(item.data(Qt.ItemDataRole.UserRole)))
+
+    # -- fusion ------------------------------------------------------------------------
+    def add_prior_dialog(self) -> None:
+        if self.planning is None:
+            self.statusBar().showMessage("Open the planning CT first.", 5000)
+            return
+        path = QFileDialog.getExistingDirectory(self, "Add a prior study (DICOM folder)")
+        if path:
+            self.add_prior_from(Path(path))
+
+    def add_prior_from(self, path: Path) -> None:
+        """Load a prior series (asking which if several) and add it to the plan."""
+        from guideplan.io import choose_planning_series, load_series_info, scan
+
+        def scanned(report) -> None:
+            volumes = report.volumes
+            if len(volumes) > 1:
+                from guideplan.ui.dialogs import SeriesPicker
+
+                picker = SeriesPicker(report, self)
+                if not picker.exec():
+                    return
+                info = picker.selected()
+            else:
+                info = choose_planning_series(report)
+
+            def load(progress, cancel):
+                return load_series_info(info, progress=progress, cancel=cancel)
+
+            run_task(self, load, self._add_prior_volume, "Loading prior study")
+
+        run_task(
+            self,
+            lambda progress, cancel: scan(path, progress=progress, cancel=cancel),
+            scanned,
+            "Scanning",
+        )
+
+    def _add_prior_volume(self, volume: Volume) -> None:
+        name = f"{volume.modality} {volume.meta.get('description') or 'prior'}".strip()
+        node, _ = add_prior(self.scene, volume, name, source=_source_of(volume))
+        self.active_prior = node.id
+        self._refresh_fusion()
+
+    def select_prior(self, node_id: str) -> None:
+        self.active_prior = node_id
+        self._refresh_fusion()
+
+    def _prior(self) -> tuple[VolumeNode | None, TransformNode | None]:
+        pairs = priors(self.scene)
+        for node, transform in pairs:
+            if node.id == self.active_prior:
+                return node, transform
+        if pairs:
+            self.active_prior = pairs[-1][0].id
+            return pairs[-1]
+        return None, None
+
+    def _refresh_fusion(self) -> None:
+        """Show the active prior in every slice view, as its display properties say."""
+        node, transform = self._prior()
+        self.fusion_panel.show_priors(
+            [(n.id, n.name) for n, _ in priors(self.scene)], self.active_prior
+        )
+        if node is None or node.volume is None:
+            for layer in self.fusion_layers.values():
+                layer.remove()
+            self.fusion_layers = {}
+            self._flicker.stop()
+            self.render_all()
+            return
+        matrix = transform.matrix if transform is not None else np.eye(4)
+        for name, widget in self.slice_widgets.items():
+            layer = self.fusion_layers.get(name)
+            if layer is None:
+                layer = self.fusion_layers[name] = FusionLayer(widget.slice_view)
+            if layer.volume is not node.volume:
+                layer.set_volume(node.volume, matrix)
+            layer.set_transform(matrix)
+            layer.apply_display(node.display)
+        self.fusion_panel.show_display(node.display, transform.metric if transform else None)
+        if node.display.fusion == "flicker":
+            self._flicker.start()
+        else:
+            self._flicker.stop()
+        self.render_all()
+
+    def _flicker_step(self) -> None:
+        for layer in self.fusion_layers.values():
+            layer.toggle()
+        self.render_all()
+
+    def _set_prior_display(self, field: str, value) -> None:
+        node, _ = self._prior()
+        if node is not None and self.scene.get_field(node.id, field) != value:
+            self.scene.execute(SetField(node.id, field, value, text="Fusion display"))
+
+    def register_prior(self, mode: str, local: bool) -> None:
+        node, transform = self._prior()
+        if node is None or transform is None or self.planning is None:
+            self.statusBar().showMessage("Add a prior study first.", 5000)
+            return
+        from guideplan.processing.registration import register
+
+        fixed, moving = self.planning.volume, node.volume
+        mask = (*map(float, self.cursor), 40.0) if local else None
+        transform_id = transform.id
+
+        def task(progress, cancel):
+            return register(fixed, moving, mode, mask_lps=mask, progress=progress, cancel=cancel)
+
+        def done(result) -> None:
+            self.scene.execute(apply_registration(transform_id, result))
+            self.statusBar().showMessage(
+                f"Registered ({result.method}, {result.mode}) in {result.wall_s:.1f} s", 8000
+            )
+
+        run_task(self, task, done, "Registering prior study")
+
+    def reset_fusion(self) -> None:
+        _, transform = self._prior()
+        if transform is not None:
+            self.scene.execute(reset_command(self.scene, transform.id))
+
+    def export_tfm(self) -> None:
+        _, transform = self._prior()
+        if transform is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export transform", "prior.tfm", "ITK transform (*.tfm)"
+        )
+        if path:
+            from guideplan.processing.registration import save_tfm
+
+            save_tfm(transform.matrix, path)
+            self.statusBar().showMessage(f"Transform written to {path}", 5000)
+
+    def nudge_prior(self, view: str, right: int, up: int, rotate: bool) -> bool:
+        """Move (1 mm) or turn (1°) the active prior in a view's plane; one undo step
+        per series of nudges."""
+        _, transform = self._prior()
+        widget = self.slice_widgets.get(view)
+        if transform is None or widget is None or widget.slice_view.frame is None:
+            return False
+        frame = widget.slice_view.frame
+        if rotate:
+            axis = frame.w * (right or up)
+            command = nudge_command(
+                self.scene, transform.id, rotation_deg=tuple(axis), center=tuple(self.cursor)
+            )
+        else:
+            move = frame.u * right + frame.v * up
+            command = nudge_command(self.scene, transform.id, translation_mm=tuple(move))
+        self.scene.execute(command)
+        return True
+
+    def keyPressEvent(self, event) -> None:
+        keys = {
+            Qt.Key.Key_Left: (-1, 0),
+            Qt.Key.Key_Right: (1, 0),
+            Qt.Key.Key_Up: (0, 1),
+            Qt.Key.Key_Down: (0, -1),
+        }
+        mods = event.modifiers()
+        if event.key() in keys and mods & Qt.KeyboardModifier.ControlModifier:
+            right, up = keys[event.key()]
+            rotate = bool(mods & Qt.KeyboardModifier.ShiftModifier)
+            if self.nudge_prior(self._focus_view, right, up, rotate):
+                return
+        super().keyPressEvent(event)
 
     # -- trajectories ------------------------------------------------------------------
     def _add_trajectory(self, entry, target) -> None:
@@ -824,6 +1022,10 @@ class MainWindow(QMainWindow):
             self._refresh_measurement_list()
         if isinstance(node, TrajectoryNode):
             self._refresh_trajectories()
+        if isinstance(node, TransformNode) or (
+            isinstance(node, VolumeNode) and node.role == "prior"
+        ):
+            self._refresh_fusion()
         self._refresh_views()
 
     def _refresh_measurement_list(self) -> None:

@@ -1,0 +1,165 @@
+"""The fusion panel: prior studies, how they are shown, registration and its quality.
+
+Every change of the look is a change of the prior VolumeNode's display properties (so it
+is saved and undoable); the panel only reports what the user asked for.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+FUSION_MODES = (
+    ("Blend", "blend"),
+    ("Colour overlay", "overlay"),
+    ("Checkerboard", "checker"),
+    ("Flicker", "flicker"),
+)
+COLORMAPS = (("Grey", "grey"), ("Hot", "hot"), ("Rainbow", "rainbow"))
+
+
+class FusionPanel(QWidget):
+    add_requested = Signal()
+    prior_selected = Signal(str)
+    display_changed = Signal(str, object)  # display field, value
+    register_requested = Signal(str, bool)  # mode, only around the cursor
+    reset_requested = Signal()
+    export_requested = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        box = QVBoxLayout(self)
+        box.setContentsMargins(0, 0, 0, 0)
+        header = QHBoxLayout()
+        header.addWidget(QLabel("<b>Fusion</b>"))
+        add = QPushButton("Add prior…")
+        add.clicked.connect(self.add_requested.emit)
+        header.addWidget(add)
+        box.addLayout(header)
+        self.prior = QComboBox()
+        self.prior.activated.connect(lambda i: self.prior_selected.emit(self.prior.itemData(i)))
+        box.addWidget(self.prior)
+
+        row = QHBoxLayout()
+        self.mode = QComboBox()
+        for label, value in FUSION_MODES:
+            self.mode.addItem(label, value)
+        self.mode.activated.connect(
+            lambda i: self.display_changed.emit("display.fusion", self.mode.itemData(i))
+        )
+        self.colormap = QComboBox()
+        for label, value in COLORMAPS:
+            self.colormap.addItem(label, value)
+        self.colormap.activated.connect(
+            lambda i: self.display_changed.emit("display.colormap", self.colormap.itemData(i))
+        )
+        row.addWidget(self.mode, 1)
+        row.addWidget(self.colormap)
+        box.addLayout(row)
+
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Opacity"))
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.sliderReleased.connect(
+            lambda: self.display_changed.emit("display.opacity", self.opacity.value() / 100.0)
+        )
+        row.addWidget(self.opacity, 1)
+        self.checker = QDoubleSpinBox()
+        self.checker.setRange(2.0, 100.0)
+        self.checker.setSuffix(" mm")
+        self.checker.setToolTip("Checkerboard tile size")
+        self.checker.editingFinished.connect(
+            lambda: self.display_changed.emit("display.checker_mm", self.checker.value())
+        )
+        row.addWidget(self.checker)
+        self.visible = QCheckBox("Show")
+        self.visible.toggled.connect(lambda on: self.display_changed.emit("display.visible", on))
+        row.addWidget(self.visible)
+        box.addLayout(row)
+
+        row = QHBoxLayout()
+        self.reg_mode = QComboBox()
+        for mode in ("rigid", "affine", "deformable"):
+            self.reg_mode.addItem(mode.capitalize(), mode)
+        row.addWidget(self.reg_mode)
+        self.local = QCheckBox("around the cursor")
+        self.local.setToolTip(
+            "Match only within 40 mm of the cursor (the treated bone): "
+            "posture differs between scans"
+        )
+        self.local.setChecked(True)
+        row.addWidget(self.local)
+        box.addLayout(row)
+        row = QHBoxLayout()
+        for label, slot in (
+            ("Register", self._register),
+            ("Reset", self.reset_requested.emit),
+            ("Export .tfm…", self.export_requested.emit),
+        ):
+            button = QPushButton(label)
+            button.clicked.connect(slot)
+            row.addWidget(button)
+        box.addLayout(row)
+        self.quality = QLabel(
+            "Ctrl+arrows move the prior by 1 mm, Ctrl+Shift+arrows turn it "
+            "by 1° in the view under the mouse."
+        )
+        self.quality.setWordWrap(True)
+        box.addWidget(self.quality)
+        self.set_enabled(False)
+
+    def _register(self) -> None:
+        self.register_requested.emit(self.reg_mode.currentData(), self.local.isChecked())
+
+    def set_enabled(self, on: bool) -> None:
+        for widget in (
+            self.prior,
+            self.mode,
+            self.colormap,
+            self.opacity,
+            self.checker,
+            self.visible,
+            self.reg_mode,
+            self.local,
+        ):
+            widget.setEnabled(on)
+
+    def show_priors(self, priors: list[tuple[str, str]], current: str | None) -> None:
+        self.prior.clear()
+        for node_id, name in priors:
+            self.prior.addItem(name, node_id)
+        index = self.prior.findData(current)
+        if index >= 0:
+            self.prior.setCurrentIndex(index)
+        self.set_enabled(bool(priors))
+
+    def show_display(self, display, metric: dict | None) -> None:
+        for combo, value in ((self.mode, display.fusion), (self.colormap, display.colormap)):
+            index = combo.findData(value)
+            if index >= 0:
+                combo.setCurrentIndex(index)
+        self.opacity.setValue(int(round(display.opacity * 100)))
+        self.checker.setValue(float(display.checker_mm))
+        self.visible.blockSignals(True)
+        self.visible.setChecked(bool(display.visible))
+        self.visible.blockSignals(False)
+        if metric:
+            parts = [f"{metric.get('method', '')} {metric.get('mode', '')}".strip()]
+            if metric.get("metric") is not None:
+                parts.append(f"metric {metric['metric']:.3f}")
+            if metric.get("tre_mm") is not None:
+                parts.append(f"landmark TRE {metric['tre_mm']:.2f} mm")
+            if metric.get("wall_s"):
+                parts.append(f"{metric['wall_s']:.1f} s")
+            self.quality.setText("Registered: " + ", ".join(parts))
