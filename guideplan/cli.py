@@ -1,4 +1,4 @@
-"""Command line: ``guideplan scan|load|render|plan|suggest|register|sample ...``.
+"""Command line: ``guideplan scan|load|render|plan|suggest|register|segment|anatomy|sample``.
 
 Every sub-command calls the same core functions as the GUI. Expected failures
 (:class:`GuideplanError`) print their message and exit with status 2; nothing else is
@@ -17,7 +17,7 @@ from pathlib import Path
 from guideplan.core.errors import GuideplanError
 
 #: Options whose value is an LPS point: "-4,44,1" must not be taken for an option.
-POINT_OPTIONS = ("--slice-lps", "--target", "--entry", "--seed", "--mask-lps")
+POINT_OPTIONS = ("--slice-lps", "--target", "--entry", "--seed", "--mask-lps", "--range")
 
 
 def _join_point_values(argv: Sequence[str]) -> list[str]:
@@ -160,6 +160,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_register)
 
+    p = sub.add_parser("segment", help="segment the lesion under a seed point and measure it")
+    p.add_argument("path", help="planning CT: DICOM folder, sample case folder or .gplan case")
+    p.add_argument("--seed", required=True, help="x,y,z: LPS point (mm) inside the lesion")
+    p.add_argument("--range", help="lo,hi: growing range (HU) instead of the estimated one")
+    p.add_argument("--extension-mm", type=float,
+                   help="soft-tissue extension allowed through a cortical breach (mm)")
+    p.add_argument("--out", help="write the mask (.nrrd, .nii.gz) or a DICOM SEG (.dcm)")
+    p.add_argument("--series", help="SeriesInstanceUID (default: the planning CT)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_segment)
+
+    p = sub.add_parser("anatomy", help="automatic body, skin, bone, canal and vertebrae masks")
+    p.add_argument("path", help="planning CT: DICOM folder, sample case folder or .gplan case")
+    p.add_argument("--out", required=True, help="folder for the .nrrd masks and anatomy.json")
+    p.add_argument("--series", help="SeriesInstanceUID (default: the planning CT)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_anatomy)
+
     p = sub.add_parser("sample", help="(re)generate the bundled sample cases")
     p.add_argument("--out", default="sample_data", help="output folder (default: sample_data)")
     p.add_argument("--case", action="append", help="only this case (repeatable)")
@@ -240,8 +258,15 @@ def _cmd_render(args: argparse.Namespace) -> int:
         raise GuideplanError(
             f"--size {args.size!r} is not WIDTHxHEIGHT.", hint="Example: --size 1200x900."
         ) from None
-    out = render_volume(volume, args.view, args.out, size=(width, height), cursor_lps=cursor,
-                        overlays=overlays, needles=needles)
+    out = render_volume(
+        volume,
+        args.view,
+        args.out,
+        size=(width, height),
+        cursor_lps=cursor,
+        overlays=overlays,
+        needles=needles,
+    )
     print(f"wrote {out}")
     return 0
 
@@ -266,14 +291,16 @@ def _plan_graphics(scene):
     from guideplan.render.slice_view import Overlay2D
 
     catalog = load_catalog()
-    overlays = [Overlay2D(list(n.points), n.label, tuple(n.display.color))
-                for n in scene.nodes_of(MeasurementNode) if n.display.visible]
+    overlays = [
+        Overlay2D(list(n.points), n.label, tuple(n.display.color))
+        for n in scene.nodes_of(MeasurementNode)
+        if n.display.visible
+    ]
     needles = []
     for n in scene.nodes_of(TrajectoryNode):
         if not n.display.visible:
             continue
-        overlays.append(Overlay2D([n.entry, n.target], n.name, tuple(n.display.color),
-                                  needle=True))
+        overlays.append(Overlay2D([n.entry, n.target], n.name, tuple(n.display.color), needle=True))
         radius = catalog.get(n.device_id).radius_mm if n.device_id in catalog else 0.6
         needles.append((n.entry, n.target, tuple(n.display.color), radius, False))
     return overlays, needles
@@ -445,6 +472,102 @@ def _parse_numbers(text: str, count: int, example: str) -> list[float]:
     if len(values) != count:
         raise GuideplanError(f"{text!r} is not {count} numbers.", hint=f"Example: {example}.")
     return values
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from guideplan.io.seg_io import write_labelmap, write_seg
+    from guideplan.processing.lesion_metrics import lesion_metrics
+    from guideplan.processing.segmentation import GrowParams, grow_lesion
+
+    volume = _load_for_render(Path(args.path), args.series)
+    seed = _parse_point(args.seed)
+    grow_range = tuple(_parse_numbers(args.range, 2, "--range -20,80")) if args.range else None
+    overrides = {}
+    if args.extension_mm is not None:
+        overrides["soft_tissue_extension_mm"] = args.extension_mm
+    start = time.perf_counter()
+    result = grow_lesion(volume, seed, GrowParams.from_resources(**overrides),
+                         grow_range=grow_range)  # type: ignore[arg-type]
+    grow_s = time.perf_counter() - start
+    if result.n_voxels == 0:
+        raise GuideplanError(
+            f"Nothing was segmented at {args.seed}: {'; '.join(result.notes) or 'empty'}.",
+            hint="Check the seed is inside the lesion (LPS mm), or give --range.",
+        )
+    mask = result.full_mask(volume.array.shape)
+    metrics = lesion_metrics(volume, mask)
+    doc = metrics.to_json()
+    doc.update({
+        "seed_lps": [float(v) for v in seed],
+        "grow_range": [round(v, 1) for v in result.grow_range],
+        "boundary_range": [round(v, 1) for v in result.boundary_range],
+        "mode": result.mode,
+        "grow_s": round(grow_s, 3),
+        "notes": result.notes + doc["notes"],
+        "out": None,
+    })
+    if args.out:
+        labels = mask.astype(np.uint8)
+        out = Path(args.out)
+        written = write_seg(out, labels, volume) if out.suffix.lower() == ".dcm" else \
+            write_labelmap(out, labels, volume)
+        doc["out"] = str(written)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    d1, d2, d3 = doc["diameters_mm"]
+    hu = doc["hu"]
+    print(f"lesion: {doc['volume_ml']:.2f} mL, {d1} x {d2} x {d3} mm, {doc['type']}")
+    print(f"HU mean {hu['mean']}, min {hu['min']}, max {hu['max']} "
+          f"(bone around: {doc['bone_reference_hu']})")
+    print(f"cortical breach: {'yes' if doc['cortical_breach'] else 'no'}; posterior wall: "
+          f"{ {True: 'involved', False: 'intact', None: 'n/a'}[doc['posterior_wall']] }")
+    for note in doc["notes"]:
+        print(f"note: {note}")
+    if doc["out"]:
+        print(f"wrote {doc['out']}")
+    return 0
+
+
+def _cmd_anatomy(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from guideplan.io.seg_io import write_labelmap
+    from guideplan.processing.anatomy import CORTICAL, segment_anatomy
+
+    volume = _load_for_render(Path(args.path), args.series)
+    start = time.perf_counter()
+    result = segment_anatomy(volume)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "bone": result.bone > 0,
+        "bone_labels": result.bone,  # 1 cortical, 2 trabecular
+        "canal": result.canal,
+        "body": result.body,
+        "skin": result.skin,
+        "vertebrae": result.vertebrae.labels,  # 1..n, cranial first (see anatomy.json)
+    }
+    written = {name: str(write_labelmap(out / f"{name}.nrrd", np.asarray(a, dtype=np.uint8),
+                                        volume)) for name, a in files.items()}
+    doc = result.summary(volume.spacing)
+    doc["files"] = written
+    doc["bone_labels"] = {"cortical": CORTICAL, "trabecular": CORTICAL + 1}
+    doc["time_s"] = round(time.perf_counter() - start, 2)
+    (out / "anatomy.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"bone {doc['bone_ml']} mL (cortical {doc['cortical_ml']} mL), canal "
+          f"{doc['canal_ml']} mL, body {doc['body_ml']} mL")
+    names = ", ".join(v["name"] + (" (partial)" if v["partial"] else "")
+                      for v in doc["vertebrae"]) or "none"
+    print(f"vertebral bodies: {names}")
+    print(f"levels: {doc['levels_how']}")
+    print(f"wrote {len(written)} masks to {out}")
+    return 0
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:

@@ -145,9 +145,7 @@ def auto_structures(volume: Volume) -> list[StructureField]:
     from guideplan.processing import anatomy
 
     masks: dict[str, np.ndarray] = {}
-    finder = getattr(anatomy, "spinal_canal_mask", None)
-    if finder is not None:
-        canal = finder(volume)
-        if canal is not None and canal.any():
-            masks["spinal canal"] = canal
+    canal = anatomy.spinal_canal(volume)
+    if canal is not None and canal.any():
+        masks["spinal canal"] = canal
     return structures_from_masks(masks, volume)

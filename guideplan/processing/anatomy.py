@@ -1,32 +1,598 @@
-"""Anatomy masks the planning checks and the 3D view rely on.
+"""Automatic anatomy masks: body and skin, bone (cortical / trabecular), spinal canal,
+vertebral bodies with their levels. One call each, then editable like any label map.
 
-``body_mask`` separates the patient from air and from the CT table: the table is a
-separate, thin object in the air below (or above, prone) the patient, so the largest
-connected component of the tissue mask is the body.
+All thresholds and sizes are in ``resources/anatomy.json`` with their sources. The
+functions expect a CT in HU whose slices are roughly axial (the planning CT); the slice
+axis is the array axis closest to head-feet.
+
+* **Body**: the largest component above -400 HU (the table is a separate thin object),
+  with the holes of each axial slice filled (lungs and bowel gas are inside the body).
+  **Skin**: the outermost ``skin.thickness_mm`` of the body.
+* **Bone**: smoothed HU above the trabecular threshold, in components that hold
+  cortical-density voxels (drops enhanced vessels, the table), 3D holes filled (marrow
+  of low density, enclosed lytic lesions), then the outer 1.5 mm re-thresholded at the
+  local half-maximum between the cortex's peak and muscle, so the surface sits on the
+  edge rather than on the partial-volume halo. Cortical = dense voxels near the surface.
+* **Spinal canal**: in axial slices where the vertebral arch closes a ring (after a small
+  closing), the canal is a hole of 60-700 mm^2. Those holes form one segment per
+  vertebra; the canal is the longest chain of segments stacked head to feet with small
+  steps, interpolated across the disc levels (signed-distance interpolation) and
+  extended a little toward the edges of the field of view.
+* **Vertebral bodies and levels**: along the canal, a slice belongs to a body when the
+  bone area in front of the canal is large; runs of such slices are the bodies, and the
+  discs the gaps. Levels are named only from a landmark the field of view shows:
+  the **sacrum** (a long fused segment with iliac bone beside it) makes the body above it
+  L5; otherwise the **thoracolumbar transition** (the lowest body with ribs beside it,
+  directly above a body without) makes that body T12. Without a landmark, bodies are
+  V1..Vn from the head down and the level is reported unknown: counting from an
+  unseen end would name levels wrongly, which is worse than not naming them.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
 import numpy as np
 import SimpleITK as sitk
 
+from guideplan.core.labelmap import mask_bounds
+from guideplan.core.progress import (
+    CancelFn,
+    ProgressFn,
+    as_cancel,
+    check_cancel,
+    sub_progress,
+)
 from guideplan.core.resources import load_json
 from guideplan.core.volume import Volume
+from guideplan.processing import masks
+
+#: Values of :func:`bone_labels`.
+CORTICAL = 1
+TRABECULAR = 2
+
+_LUMBAR = ("L1", "L2", "L3", "L4", "L5")
+_THORACIC = tuple(f"T{n}" for n in range(1, 13))
+
+
+def _settings(section: str) -> dict[str, Any]:
+    data = load_json("anatomy.json")[section]
+    return {k: v["value"] if isinstance(v, dict) and "value" in v else v for k, v in data.items()}
+
+
+# ======================================================================================
+# body and skin
+# ======================================================================================
 
 
 def body_mask(volume: Volume, threshold_hu: float | None = None) -> np.ndarray:
-    """Boolean [k, j, i] mask of the patient's body (largest tissue component)."""
+    """Boolean [k, j, i] mask of the patient's body (largest tissue component, holes of
+    each slice filled so lungs and bowel gas belong to the body)."""
     if threshold_hu is None:
         threshold_hu = float(load_json("anatomy.json")["body"]["threshold_hu"])
-    tissue = volume.array > threshold_hu
-    return largest_component(tissue)
+    tissue = largest_component(volume.array > threshold_hu)
+    return masks.fill_holes_by_slice(tissue, _slice_axis(volume))
 
 
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 26-connected component of a boolean mask (empty stays empty)."""
+def skin_mask(
+    volume: Volume, body: np.ndarray | None = None, thickness_mm: float | None = None
+) -> np.ndarray:
+    """The skin as a thin shell: body voxels within ``thickness_mm`` of the outside."""
+    if body is None:
+        body = body_mask(volume)
+    if thickness_mm is None:
+        thickness_mm = float(_settings("skin")["thickness_mm"])
+    depth = masks.distance_to(~body, _spacing_kji(volume), outside_is_mask=True)
+    return body & (depth <= thickness_mm)
+
+
+#: Re-exported: the 3D view and older callers import it from here.
+largest_component = masks.largest_component
+
+
+# ======================================================================================
+# bone
+# ======================================================================================
+
+
+def bone_labels(
+    volume: Volume,
+    body: np.ndarray | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | Any = None,
+) -> np.ndarray:
+    """uint8 [k, j, i]: 0 outside bone, :data:`CORTICAL`, :data:`TRABECULAR`."""
+    cfg = _settings("bone")
+    cancel = as_cancel(cancel)
+    sp = _spacing_kji(volume)
+    if body is None:
+        body = body_mask(volume)
+    box = mask_bounds(body)
+    out = np.zeros(volume.array.shape, dtype=np.uint8)
+    if box is None:
+        return out
+    _report(progress, 0.05, "Bone: smoothing")
+    smooth = masks.smooth(volume.array[box], sp, float(cfg["smoothing_mm"]))
+    check_cancel(cancel, "Bone segmentation")
+    bone = (smooth > float(cfg["threshold_hu"])) & body[box]
+    bone = _components_with(
+        bone, smooth > float(cfg["cortical_hu"]), int(cfg["min_cortical_voxels"])
+    )
+    _report(progress, 0.3, "Bone: filling marrow")
+    bone = masks.fill_holes(bone)
+    check_cancel(cancel, "Bone segmentation")
+    # Outer band: keep only voxels above the local half-maximum (cortex peak vs muscle).
+    _report(progress, 0.5, "Bone: surface")
+    depth = masks.distance_to(~bone, sp, outside_is_mask=True)
+    band = bone & (depth <= float(cfg["surface_band_mm"]))
+    radius = [max(1, int(round(float(cfg["local_max_mm"]) / s))) for s in sp]
+    peak = masks.max_filter(smooth, radius)
+    half = np.clip(
+        0.5 * (peak + float(cfg["surface_reference_hu"])),
+        float(cfg["threshold_hu"]),
+        float(cfg["surface_max_hu"]),
+    )
+    bone &= ~(band & (smooth < half))
+    check_cancel(cancel, "Bone segmentation")
+    _report(progress, 0.8, "Bone: cortex")
+    depth = masks.distance_to(~bone, sp, outside_is_mask=True)
+    cortical = (
+        bone & (smooth >= float(cfg["cortical_hu"])) & (depth <= float(cfg["cortex_depth_mm"]))
+    )
+    block = np.where(cortical, CORTICAL, np.where(bone, TRABECULAR, 0)).astype(np.uint8)
+    out[box] = block
+    _report(progress, 1.0, "Bone done")
+    return out
+
+
+def bone_mask(volume: Volume, body: np.ndarray | None = None) -> np.ndarray:
+    """Boolean bone mask (cortical and trabecular together)."""
+    return bone_labels(volume, body) > 0
+
+
+# ======================================================================================
+# spinal canal
+# ======================================================================================
+
+
+@dataclass
+class _Segment:
+    """A run of ringed canal holes: one per vertebra, usually."""
+
+    slices: dict[int, np.ndarray]  # slice index -> 2D mask (whole slice)
+    centres: dict[int, np.ndarray]  # slice index -> in-plane LPS centre (x, y)
+
+    @property
+    def first(self) -> int:
+        return min(self.slices)
+
+    @property
+    def last(self) -> int:
+        return max(self.slices)
+
+
+def spinal_canal(volume: Volume, bone: np.ndarray | None = None) -> np.ndarray:
+    """Boolean [k, j, i] mask of the bony spinal canal's contents (empty if none found)."""
+    cfg = _settings("canal")
+    if bone is None:
+        bone = bone_mask(volume)
+    axis = _slice_axis(volume)
+    sp = _spacing_kji(volume)
+    slice_mm = float(sp[axis])
+    plane_sp = [float(sp[a]) for a in range(3) if a != axis]
+    pixel_mm2 = plane_sp[0] * plane_sp[1]
+    moved = np.moveaxis(bone, axis, 0)
+    segments = _ring_holes(volume, moved, axis, plane_sp, cfg, pixel_mm2)
+    chain = _best_chain(segments, slice_mm, cfg)
+    canal = np.zeros(moved.shape, dtype=bool)
+    if not chain or (chain[-1].last - chain[0].first + 1) * slice_mm < float(cfg["min_length_mm"]):
+        return np.moveaxis(canal, 0, axis)
+    for seg in chain:
+        for k, m in seg.slices.items():
+            canal[k] |= m
+    for a, b in itertools.pairwise(chain):
+        _interpolate(canal, a.last, b.first, plane_sp)
+    reach = int(round(float(cfg["extend_mm"]) / slice_mm))
+    for k in range(max(chain[0].first - reach, 0), chain[0].first):
+        canal[k] = canal[chain[0].first]
+    for k in range(chain[-1].last + 1, min(chain[-1].last + reach + 1, canal.shape[0])):
+        canal[k] = canal[chain[-1].last]
+    canal &= ~moved
+    # air and lung never fill the canal (a ring hole's corner may reach the lung)
+    canal &= np.moveaxis(volume.array, axis, 0) >= float(cfg["min_content_hu"])
+    return np.moveaxis(canal, 0, axis)
+
+
+def _ring_holes(
+    volume: Volume,
+    bone: np.ndarray,
+    axis: int,
+    plane_sp: list[float],
+    cfg: dict[str, Any],
+    pixel_mm2: float,
+) -> list[_Segment]:
+    """Holes enclosed by bone in each slice, grouped into 3D segments."""
+    radius = [max(1, int(round(float(cfg["closing_mm"]) / s))) for s in plane_sp[::-1]]
+    holes = np.zeros(bone.shape, dtype=bool)
+    box = mask_bounds(bone)
+    if box is None:
+        return []
+    for k in range(box[0].start, box[0].stop):
+        sl = bone[k, box[1], box[2]]
+        if not sl.any():
+            continue
+        image = sitk.GetImageFromArray(sl.astype(np.uint8))
+        closed = sitk.BinaryMorphologicalClosing(image, radius, sitk.sitkBall)
+        filled = sitk.BinaryFillhole(closed)
+        holes[k, box[1], box[2]] = (sitk.GetArrayViewFromImage(filled) > 0) & ~(
+            sitk.GetArrayViewFromImage(closed) > 0
+        )
+    comps = masks.components(holes, full=False)
+    segments = []
+    lo_a, hi_a = float(cfg["min_area_mm2"]), float(cfg["max_area_mm2"])
+    for label in range(1, int(comps.max()) + 1):
+        where = np.nonzero(comps == label)
+        ks = np.unique(where[0])
+        areas = np.array([np.count_nonzero(where[0] == k) for k in ks]) * pixel_mm2
+        if len(ks) < 2 or not lo_a <= float(np.median(areas)) <= hi_a:
+            continue
+        slices: dict[int, np.ndarray] = {}
+        centres: dict[int, np.ndarray] = {}
+        for k, area in zip(ks, areas, strict=True):
+            if not lo_a <= area <= hi_a:
+                continue  # merged with a lesion cavity or a gap: interpolated instead
+            m = np.zeros(bone.shape[1:], dtype=bool)
+            pick = where[0] == k
+            m[where[1][pick], where[2][pick]] = True
+            slices[int(k)] = m
+            centres[int(k)] = _plane_centre(volume, axis, int(k), m)
+        if len(slices) >= 2:
+            segments.append(_Segment(slices, centres))
+    return segments
+
+
+def _best_chain(segments: list[_Segment], slice_mm: float, cfg: dict[str, Any]) -> list[_Segment]:
+    """Longest head-to-feet chain of segments with small steps (dynamic programming)."""
+    if not segments:
+        return []
+    segs = sorted(segments, key=lambda s: s.first)
+    max_gap = float(cfg["max_gap_mm"]) / slice_mm
+    max_step = float(cfg["max_step_mm"])
+    score = [float(len(s.slices)) for s in segs]
+    prev: list[int | None] = [None] * len(segs)
+    for b, sb in enumerate(segs):
+        for a in range(b):
+            sa = segs[a]
+            gap = sb.first - sa.last
+            if gap < 1 or gap > max_gap:
+                continue
+            step = float(np.linalg.norm(sb.centres[sb.first] - sa.centres[sa.last]))
+            if step <= max_step and score[a] + len(sb.slices) > score[b]:
+                score[b] = score[a] + len(sb.slices)
+                prev[b] = a
+    end: int | None = int(np.argmax(score))
+    chain = []
+    while end is not None:
+        chain.append(segs[end])
+        end = prev[end]
+    return chain[::-1]
+
+
+def _interpolate(stack: np.ndarray, a: int, b: int, plane_sp: list[float]) -> None:
+    """Fill slices a+1..b-1 of ``stack`` from slices a and b (signed distances)."""
+    if b - a < 2:
+        return
+    da = masks.signed_distance(stack[a], plane_sp)
+    db = masks.signed_distance(stack[b], plane_sp)
+    for k in range(a + 1, b):
+        t = (k - a) / (b - a)
+        stack[k] |= (1.0 - t) * da + t * db <= 0.0
+
+
+# ======================================================================================
+# vertebral bodies and levels
+# ======================================================================================
+
+
+@dataclass
+class Vertebra:
+    """One vertebral body found along the canal."""
+
+    name: str
+    label: int
+    slices: tuple[int, int]  # first, last slice index (inclusive, along the slice axis)
+    center_lps: tuple[float, float, float]
+    height_mm: float
+    partial: bool = False  # cut by the field of view
+    ribs: bool = False
+    sacrum: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "label": self.label,
+            "slices": list(self.slices),
+            "center_lps": [round(v, 2) for v in self.center_lps],
+            "height_mm": round(self.height_mm, 1),
+            "partial": self.partial,
+            "ribs": self.ribs,
+            "sacrum": self.sacrum,
+        }
+
+
+@dataclass
+class VertebraeResult:
+    labels: np.ndarray  # uint8 [k, j, i], 0 = none, n = vertebra n (1 = most cranial)
+    vertebrae: list[Vertebra]
+    levels_known: bool
+    how: str  # which landmark named the levels, or why none could
+
+
+def find_vertebrae(volume: Volume, bone: np.ndarray, canal: np.ndarray) -> VertebraeResult:
+    """Vertebral bodies along the canal, cranial first, named where a landmark allows."""
+    cfg = _settings("vertebrae")
+    axis = _slice_axis(volume)
+    sp = _spacing_kji(volume)
+    slice_mm = float(sp[axis])
+    pixel_mm2 = float(np.prod([sp[a] for a in range(3) if a != axis]))
+    bone_s = np.moveaxis(bone, axis, 0)
+    canal_s = np.moveaxis(canal, axis, 0)
+    labels = np.zeros(bone_s.shape, dtype=np.uint8)
+    ks = [k for k in range(canal_s.shape[0]) if canal_s[k].any()]
+    if not ks:
+        return VertebraeResult(
+            np.moveaxis(labels, 0, axis), [], False, "no spinal canal in the field of view"
+        )
+    half_w, depth = (float(v) for v in cfg["body_window_mm"])
+    area = np.zeros(canal_s.shape[0])
+    windows: dict[int, np.ndarray] = {}
+    lateral: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    where: dict[int, tuple[float, float, float]] = {}
+    for k in ks:
+        x, y = _plane_lps(volume, axis, k)
+        # anterior is -y in LPS: the body lies in front of the canal's front edge
+        where[k] = (
+            float(x[canal_s[k]].mean()),
+            float(y[canal_s[k]].mean()),
+            float(y[canal_s[k]].min()),
+        )
+    # beyond the canal's ends the spine goes on out of the ring's reach (sacrum, partial
+    # vertebrae): search there from the nearest canal position
+    reach = int(round(float(cfg["beyond_canal_mm"]) / slice_mm))
+    span = range(max(ks[0] - reach, 0), min(ks[-1] + reach + 1, canal_s.shape[0]))
+    for k in span:
+        cx, cy, front = where[min(ks, key=lambda c: abs(c - k))]
+        x, y = _plane_lps(volume, axis, k)
+        win = (np.abs(x - cx) <= half_w) & (y < front) & (y >= front - depth)
+        windows[k] = bone_s[k] & win
+        area[k] = np.count_nonzero(windows[k]) * pixel_mm2
+        lateral[k] = (x - cx, y - cy, bone_s[k])
+    ks = list(span)
+    typical = float(np.percentile(area[ks], 90))
+    is_body = area >= float(cfg["min_body_area_fraction"]) * typical
+    runs = _runs([k for k in ks if is_body[k]])
+    runs = [r for r in runs if (r[1] - r[0] + 1) * slice_mm >= float(cfg["min_height_mm"])]
+    vertebrae = []
+    for n, (k0, k1) in enumerate(runs, start=1):
+        body = np.zeros(bone_s.shape, dtype=bool)
+        for k in range(k0, k1 + 1):
+            body[k] = windows[k]
+        body = largest_component(body)
+        labels[body] = n
+        kji = np.argwhere(np.moveaxis(body, 0, axis)).mean(axis=0)
+        center = volume.index_to_physical(kji[::-1])
+        edge = k0 == ks[0] or k1 == ks[-1] or k0 == 0 or k1 == canal_s.shape[0] - 1
+        vertebrae.append(
+            Vertebra(
+                f"V{n}",
+                n,
+                (k0, k1),
+                tuple(float(v) for v in center),
+                (k1 - k0 + 1) * slice_mm,
+                partial=edge,
+            )
+        )
+    for v in vertebrae:
+        v.ribs = _has_ribs(v, lateral, pixel_mm2, cfg)
+        v.sacrum = _is_sacrum(v, lateral, pixel_mm2, cfg)
+    known, how = _name_levels(volume, axis, vertebrae)
+    return VertebraeResult(np.moveaxis(labels, 0, axis), vertebrae, known, how)
+
+
+def _has_ribs(v: Vertebra, lateral: dict, pixel_mm2: float, cfg: dict[str, Any]) -> bool:
+    """Rib-like bone on both sides in the band lateral of the canal, at this body.
+
+    Rib cross-sections are small; a larger one in the band (an iliac wing) means pelvis.
+    """
+    lo, hi = (float(b) for b in cfg["rib_band_mm"])
+    max_area = float(cfg["rib_max_area_mm2"])
+    hits = 0
+    for k in range(v.slices[0], v.slices[1] + 1):
+        dx, dy, bone = lateral[k]
+        band = bone & (np.abs(dx) >= lo) & (np.abs(dx) <= hi) & (dy > -30) & (dy < 40)
+        left = np.count_nonzero(band & (dx > 0)) * pixel_mm2
+        right = np.count_nonzero(band & (dx < 0)) * pixel_mm2
+        if max(left, right) > max_area:
+            return False
+        hits += min(left, right) >= 10
+    return bool(hits >= 2)
+
+
+def _is_sacrum(v: Vertebra, lateral: dict, pixel_mm2: float, cfg: dict[str, Any]) -> bool:
+    """A long fused segment with large iliac cross-sections beside it."""
+    if v.height_mm < float(cfg["sacrum_min_height_mm"]):
+        return False
+    need = float(cfg["ilium_min_area_mm2"])
+    hits = 0
+    n = v.slices[1] - v.slices[0] + 1
+    for k in range(v.slices[0], v.slices[1] + 1):
+        dx, _, bone = lateral[k]
+        band = bone & (np.abs(dx) >= 45) & (np.abs(dx) <= 110)
+        left = np.count_nonzero(band & (dx > 0)) * pixel_mm2
+        right = np.count_nonzero(band & (dx < 0)) * pixel_mm2
+        hits += left >= need and right >= need
+    return bool(hits >= n / 2)
+
+
+def _name_levels(volume: Volume, axis: int, vertebrae: list[Vertebra]) -> tuple[bool, str]:
+    """Name the bodies from a visible landmark (see the module docstring)."""
+    if not vertebrae:
+        return False, "no vertebral body along the canal"
+    # order cranial -> caudal by the LPS z of the centres (S is +z)
+    vertebrae.sort(key=lambda v: -v.center_lps[2])
+    for n, v in enumerate(vertebrae, start=1):
+        v.label, v.name = n, f"V{n}"
+    if vertebrae[-1].sacrum:
+        sac = len(vertebrae) - 1
+        vertebrae[sac].name = "sacrum"
+        names = _count_up("L5", sac)
+        for v, name in zip(vertebrae[:sac], names, strict=True):
+            v.name = name
+        return True, "counted up from the sacrum (the body above it is L5)"
+    for n in range(len(vertebrae) - 1):
+        if (
+            vertebrae[n].ribs
+            and not vertebrae[n + 1].ribs
+            and not any(v.ribs for v in vertebrae[n + 1 :])
+        ):
+            names_up = _count_up("T12", n + 1)
+            for v, name in zip(vertebrae[: n + 1], names_up, strict=True):
+                v.name = name
+            for m, v in enumerate(vertebrae[n + 1 :], start=1):
+                v.name = f"L{m}" if m <= 5 else f"L{m}?"
+            return True, (
+                "counted from the thoracolumbar transition (the lowest body with "
+                "ribs, directly above one without, is T12)"
+            )
+    return False, (
+        "level unknown: neither the sacrum nor the thoracolumbar transition is "
+        "in the field of view; bodies are named V1..Vn from the head down"
+    )
+
+
+def _count_up(lowest: str, n: int) -> list[str]:
+    """``n`` level names ending with ``lowest`` (e.g. L5 -> [..., L3, L4, L5])."""
+    order = [*(_THORACIC), *(_LUMBAR)]
+    end = order.index(lowest)
+    names = [order[end - m] if end - m >= 0 else f"?{m}" for m in range(n)]
+    return names[::-1]
+
+
+def _runs(ks: list[int]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for k in ks:
+        if out and k == out[-1][1] + 1:
+            out[-1] = (out[-1][0], k)
+        else:
+            out.append((k, k))
+    return out
+
+
+# ======================================================================================
+# all at once
+# ======================================================================================
+
+
+@dataclass
+class AnatomyResult:
+    body: np.ndarray
+    skin: np.ndarray
+    bone: np.ndarray  # uint8: CORTICAL / TRABECULAR
+    canal: np.ndarray
+    vertebrae: VertebraeResult
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self, spacing: Sequence[float]) -> dict[str, Any]:
+        voxel_ml = float(np.prod(spacing)) / 1000.0
+        return {
+            "body_ml": round(np.count_nonzero(self.body) * voxel_ml, 1),
+            "bone_ml": round(np.count_nonzero(self.bone) * voxel_ml, 1),
+            "cortical_ml": round(np.count_nonzero(self.bone == CORTICAL) * voxel_ml, 1),
+            "canal_ml": round(np.count_nonzero(self.canal) * voxel_ml, 2),
+            "canal_found": bool(self.canal.any()),
+            "levels_known": self.vertebrae.levels_known,
+            "levels_how": self.vertebrae.how,
+            "vertebrae": [v.to_json() for v in self.vertebrae.vertebrae],
+            "notes": self.notes,
+        }
+
+
+def segment_anatomy(
+    volume: Volume, progress: ProgressFn | None = None, cancel: CancelFn | Any = None
+) -> AnatomyResult:
+    """Body, skin, bone, canal and vertebral bodies of a planning CT in one call."""
+    cancel = as_cancel(cancel)
+    _report(progress, 0.0, "Body outline")
+    body = body_mask(volume)
+    skin = skin_mask(volume, body)
+    check_cancel(cancel, "Anatomy")
+    bone = bone_labels(volume, body, progress=sub_progress(progress, 0.1, 0.6), cancel=cancel)
+    _report(progress, 0.6, "Spinal canal")
+    canal = spinal_canal(volume, bone > 0)
+    check_cancel(cancel, "Anatomy")
+    _report(progress, 0.85, "Vertebral bodies")
+    vertebrae = find_vertebrae(volume, bone > 0, canal)
+    notes = (
+        []
+        if canal.any()
+        else [
+            "no spinal canal found (no vertebra in the field of "
+            "view, or its arch is not closed on any slice)"
+        ]
+    )
+    _report(progress, 1.0, "Anatomy done")
+    return AnatomyResult(body, skin, bone, canal, vertebrae, notes)
+
+
+# ======================================================================================
+# helpers
+# ======================================================================================
+
+
+def _slice_axis(volume: Volume) -> int:
+    """Array axis (0 = k, 1 = j, 2 = i) closest to head-feet: the 'axial' slice axis."""
+    column = int(np.argmax(np.abs(volume.direction[2, :])))  # i, j or k column
+    return 2 - column
+
+
+def _spacing_kji(volume: Volume) -> np.ndarray:
+    return np.asarray(volume.spacing[::-1], dtype=float)
+
+
+def _plane_lps(volume: Volume, axis: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """LPS x and y of the voxel centres of slice ``k`` along ``axis`` (2D arrays)."""
+    shape = [n for a, n in enumerate(volume.array.shape) if a != axis]
+    a, b = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    kji = [None, None, None]
+    others = [ax for ax in range(3) if ax != axis]
+    kji[axis] = np.full(a.shape, k)
+    kji[others[0]], kji[others[1]] = a, b
+    ijk = np.stack([kji[2], kji[1], kji[0]], axis=-1).astype(float)
+    m = volume.index_to_lps
+    x = ijk @ m[0, :3] + m[0, 3]
+    y = ijk @ m[1, :3] + m[1, 3]
+    return x, y
+
+
+def _plane_centre(volume: Volume, axis: int, k: int, mask2d: np.ndarray) -> np.ndarray:
+    x, y = _plane_lps(volume, axis, k)
+    return np.array([x[mask2d].mean(), y[mask2d].mean()])
+
+
+def _components_with(mask: np.ndarray, marker: np.ndarray, min_count: int) -> np.ndarray:
+    """The 26-connected components of ``mask`` holding >= ``min_count`` marker voxels."""
     if not mask.any():
-        return mask.copy()
-    image = sitk.GetImageFromArray(mask.astype(np.uint8))
-    labels = sitk.ConnectedComponent(image, True)
-    ranked = sitk.RelabelComponent(labels, sortByObjectSize=True)
-    return sitk.GetArrayViewFromImage(ranked) == 1
+        return mask
+    comps = masks.components(mask)
+    counts = np.bincount(comps[marker & mask].ravel(), minlength=int(comps.max()) + 1)
+    keep = counts >= min_count
+    keep[0] = False
+    return keep[comps]
+
+
+def _report(progress: ProgressFn | None, fraction: float, message: str) -> None:
+    if progress is not None:
+        progress(fraction, message)

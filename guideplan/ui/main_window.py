@@ -27,11 +27,13 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
 
 from guideplan.core.errors import GuideplanError
+from guideplan.core.labelmap import load_label_table
 from guideplan.core.resources import window_level_presets
 from guideplan.core.volume import Volume
 from guideplan.io.case_file import is_case
@@ -44,7 +46,16 @@ from guideplan.model.fusion import (
     priors,
     reset_command,
 )
-from guideplan.model.nodes import MeasurementNode, Node, TrajectoryNode, TransformNode, VolumeNode
+from guideplan.model.label_commands import edit_labels, stroke_key
+from guideplan.model.nodes import (
+    LabelInfo,
+    LabelMapNode,
+    MeasurementNode,
+    Node,
+    TrajectoryNode,
+    TransformNode,
+    VolumeNode,
+)
 from guideplan.model.recovery import (
     Autosaver,
     RecentCases,
@@ -56,8 +67,10 @@ from guideplan.model.scene import Scene
 from guideplan.planning.devices import load_catalog
 from guideplan.planning.path_analysis import PathContext, analyze_path
 from guideplan.render.fusion_layer import FusionLayer
+from guideplan.render.label_layer import LabelLayer, label_surfaces, surface_actor
 from guideplan.render.slice_view import Overlay2D
 from guideplan.ui.fusion_panel import FusionPanel
+from guideplan.ui.segment_panel import SegmentPanel
 from guideplan.ui.trajectory_panel import TrajectoryPanel
 from guideplan.ui.views import SliceWidget, View3DWidget
 from guideplan.ui.workers import _ACTIVE, run_task
@@ -97,6 +110,14 @@ class MainWindow(QMainWindow):
         self.trajectory_report = None
         self.needle_views = False
         self.active_prior: str | None = None
+        self.label_layers: dict[str, LabelLayer] = {}
+        self._stroke = 0
+        self._last_brush: np.ndarray | None = None
+        self._surface_actors: list = []
+        self._surface_timer = QTimer(self)
+        self._surface_timer.setSingleShot(True)
+        self._surface_timer.setInterval(700)
+        self._surface_timer.timeout.connect(self._update_surfaces)
         self.fusion_layers: dict[str, FusionLayer] = {}
         self._flicker = QTimer(self)
         self._flicker.setInterval(600)
@@ -161,6 +182,7 @@ class MainWindow(QMainWindow):
         self._refresh_trajectories()
         self.active_prior = None
         self._refresh_fusion()
+        self._refresh_labels(changed=True)
         self._update_actions()
         if case_path is not None and not unsaved:
             self.recent.add(case_path)
@@ -258,6 +280,12 @@ class MainWindow(QMainWindow):
         self.fusion_panel.reset_requested.connect(self.reset_fusion)
         self.fusion_panel.export_requested.connect(self.export_tfm)
         box.addWidget(self.fusion_panel)
+        self.label_table = load_label_table()
+        self.segment_panel = SegmentPanel(self.label_table)
+        self.segment_panel.tool_chosen.connect(self.set_tool)
+        self.segment_panel.operation.connect(self.label_operation)
+        self.segment_panel.opacity_changed.connect(lambda _: self._refresh_labels())
+        box.addWidget(self.segment_panel)
         self.trajectory_panel = TrajectoryPanel(self.catalog)
         self.trajectory_panel.new_requested.connect(lambda: self.set_tool("trajectory"))
         self.trajectory_panel.selected.connect(self.select_trajectory)
@@ -276,7 +304,12 @@ class MainWindow(QMainWindow):
         box.addWidget(self.info, 1)
         dock = QDockWidget("Plan", self)
         dock.setObjectName("planDock")
-        dock.setWidget(panel)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(panel)
+        scroll.setMinimumWidth(330)
+        dock.setWidget(scroll)
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         self.resizeDocks([dock], [300], Qt.Orientation.Horizontal)
@@ -473,7 +506,7 @@ class MainWindow(QMainWindow):
         self.cursor = np.asarray(lps, dtype=float)
         for widget in self.slice_widgets.values():
             widget.slice_view.set_cursor(self.cursor)
-        for layer in self.fusion_layers.values():
+        for layer in [*self.fusion_layers.values(), *self.label_layers.values()]:
             layer.update()
         if refresh:
             self._refresh_views()
@@ -564,6 +597,9 @@ class MainWindow(QMainWindow):
                 "angle": "Angle: click the first point, the vertex, then the last point.",
                 "trajectory": "Trajectory: click the target, then the skin entry point. "
                 "Drag either end afterwards.",
+                "grow": "Grow lesion: click inside the lesion.",
+                "brush": "Brush: paint the chosen label (size in the panel).",
+                "erase": "Erase: remove the chosen label under the brush.",
             }[tool],
             6000,
         )
@@ -583,6 +619,15 @@ class MainWindow(QMainWindow):
             if len(self._pending_points) == 3:
                 self._add_measurement(self._pending_points, "angle")
                 self._pending_points = []
+        elif self.tool == "grow" and not released:
+            self.grow_lesion(lps)
+        elif self.tool in ("brush", "erase"):
+            if released:
+                self._last_brush = None
+                self.scene.history.seal()
+            else:
+                self._stroke += 1
+                self._brush(lps)
         elif self.tool == "trajectory" and not released:
             self._pending_points.append(lps)
             if len(self._pending_points) == 2:
@@ -592,6 +637,9 @@ class MainWindow(QMainWindow):
         self._refresh_views()
 
     def _on_tool_drag(self, lps) -> None:
+        if self.tool in ("brush", "erase"):
+            self._brush(np.asarray(lps, dtype=float))
+            return
         if self.tool == "ruler" and self._pending_points:
             self._pending_points[-1] = np.asarray(lps, dtype=float)
             self._refresh_views()
@@ -780,6 +828,218 @@ class MainWindow(QMainWindow):
             if self.nudge_prior(self._focus_view, right, up, rotate):
                 return
         super().keyPressEvent(event)
+
+    # -- segmentation ------------------------------------------------------------------
+    def _labelmap(self, create: bool = True) -> LabelMapNode | None:
+        """The plan's label map on the planning grid (created, undoably, when needed)."""
+        for node in self.scene.nodes_of(LabelMapNode):
+            if self.planning is not None and node.reference_id == self.planning.id:
+                return node
+        if not create or self.planning is None or self.planning.volume is None:
+            return None
+        node = LabelMapNode(
+            name="Segmentation",
+            array=np.zeros(self.planning.volume.array.shape, dtype=np.uint8),
+            reference_id=self.planning.id,
+            labels={
+                i: LabelInfo(self.label_table[i].name, tuple(self.label_table[i].color))
+                for i in self.label_table
+            },
+        )
+        node.display.opacity = 0.45
+        self.scene.execute(AddNode(node, text="New segmentation"))
+        return node
+
+    def grow_lesion(self, seed) -> None:
+        from guideplan.processing.segmentation import grow_lesion
+
+        volume = self.planning.volume
+        label = self.segment_panel.label_id
+
+        def task(progress, cancel):
+            return grow_lesion(volume, seed, progress=progress, cancel=cancel)
+
+        def done(result) -> None:
+            node = self._labelmap()
+            diff = result.to_diff(node.array, label)
+            edit_labels(self.scene, node.id, diff, text="Grow lesion")
+            self.statusBar().showMessage(
+                f"Lesion: {result.volume_ml(volume.spacing):.2f} mL "
+                f"(HU {result.grow_range[0]:.0f}..{result.grow_range[1]:.0f}, {result.mode})",
+                8000,
+            )
+
+        run_task(self, task, done, "Segmenting the lesion")
+
+    def _brush(self, lps: np.ndarray) -> None:
+        from guideplan.processing.segmentation import paint
+
+        node = self._labelmap()
+        if node is None:
+            return
+        view = self.slice_widgets.get(self._focus_view)
+        normal = None
+        if not self.segment_panel.ball.isChecked() and view is not None and view.slice_view.frame:
+            normal = view.slice_view.frame.w
+        diff = paint(
+            self.planning.volume,
+            node.array,
+            lps,
+            self.segment_panel.size.value(),
+            self.segment_panel.label_id,
+            normal=normal,
+            end_lps=self._last_brush,
+            erase=self.tool == "erase",
+        )
+        self._last_brush = np.asarray(lps, dtype=float)
+        edit_labels(
+            self.scene,
+            node.id,
+            diff,
+            text=self.tool.capitalize(),
+            merge_key=stroke_key(node.id, self.tool, self._stroke),
+        )
+
+    def label_operation(self, name: str) -> None:
+        from guideplan.processing import segmentation as seg
+
+        node = self._labelmap()
+        if node is None:
+            return
+        label, spacing = self.segment_panel.label_id, self.planning.volume.spacing
+        if name == "anatomy":
+            self.auto_anatomy()
+            return
+        diff = {
+            "largest": lambda: seg.keep_largest_island(node.array, label),
+            "smooth": lambda: seg.smooth_label(node.array, label, 1.0, spacing),
+            "grow1": lambda: seg.grow_shrink(node.array, label, 1.0, spacing),
+            "shrink1": lambda: seg.grow_shrink(node.array, label, -1.0, spacing),
+        }[name]()
+        edit_labels(self.scene, node.id, diff, text=name.capitalize())
+
+    def auto_anatomy(self) -> None:
+        """Bone (cortical, trabecular), spinal canal and body, one undoable step."""
+        from guideplan.core.labelmap import LabelDiff
+        from guideplan.processing import anatomy
+
+        volume = self.planning.volume
+        table = self.label_table
+
+        def task(progress, cancel):
+            body = anatomy.body_mask(volume)
+            bone = anatomy.bone_labels(volume, body, progress=progress, cancel=cancel)
+            canal = anatomy.spinal_canal(volume, bone > 0)
+            return body, bone, canal
+
+        def done(result) -> None:
+            body, bone, canal = result
+            node = self._labelmap()
+            target = node.array.copy()
+            target[(body > 0) & (target == 0)] = table.id_of("body")
+            target[bone == anatomy.CORTICAL] = table.id_of("cortical bone")
+            target[bone == anatomy.TRABECULAR] = table.id_of("trabecular bone")
+            target[canal > 0] = table.id_of("spinal canal")
+            lesion = node.array == table.id_of("lesion")
+            target[lesion] = table.id_of("lesion")  # never overwrite the lesion
+            changed = np.flatnonzero(node.array.ravel() != target.ravel())
+            diff = LabelDiff.from_values(node.array, changed, target.ravel()[changed])
+            edit_labels(self.scene, node.id, diff, text="Automatic anatomy")
+
+        run_task(self, task, done, "Finding bone, canal and body")
+
+    def _refresh_labels(self, changed: bool = False) -> None:
+        node = self._labelmap(create=False)
+        if node is None or node.array is None or self.planning is None:
+            for layer in self.label_layers.values():
+                layer.set_labels(None, {}, 0.0)
+            self.segment_panel.show_metrics(None)
+            return
+        volume = self.planning.volume.with_array(node.array)
+        # Fill what planning is about (lesion, structures to spare, cement); bone and body
+        # labels stay in the plan but would tint the whole image.
+        shown = ("lesion", "critical", "other")
+        colours = {
+            i: tuple(self.label_table[i].color)
+            for i in self.label_table
+            if self.label_table[i].kind in shown and self.label_table[i].name != "body"
+        }
+        opacity = self.segment_panel.opacity.value() / 100.0
+        for name, widget in self.slice_widgets.items():
+            layer = self.label_layers.get(name)
+            if layer is None:
+                layer = self.label_layers[name] = LabelLayer(widget.slice_view)
+            layer.set_labels(volume, colours, opacity)
+            if changed:
+                layer.modified()
+        if changed:
+            self._surface_timer.start()
+            self._update_structures(node)
+        self.render_all()
+
+    def _update_surfaces(self) -> None:
+        """3D surfaces of the lesion and the structures at risk, built off the GUI thread."""
+        node = self._labelmap(create=False)
+        if node is None:
+            return
+        volume = self.planning.volume.with_array(node.array.copy())
+        ids = [
+            i
+            for i in self.label_table
+            if self.label_table[i].kind in ("lesion", "critical") and i != 7
+        ]
+
+        def done(surfaces) -> None:
+            renderer = self.view3d.view3d.renderer
+            for actor in self._surface_actors:
+                renderer.RemoveActor(actor)
+            self._surface_actors = []
+            for label, poly in surfaces.items():
+                entry = self.label_table[label]
+                actor = surface_actor(poly, entry.color, 0.9 if entry.kind == "lesion" else 0.6)
+                renderer.AddActor(actor)
+                self._surface_actors.append(actor)
+            self.view3d.render()
+
+        run_task(
+            self, lambda p, c: label_surfaces(volume, ids), done, "Surfaces", show_progress=False
+        )
+
+    def _update_structures(self, node: LabelMapNode) -> None:
+        """Planning uses the painted structures (and lesion) for distances and warnings."""
+        if self.path_ctx is None:
+            return
+        from guideplan.planning.structures import fields_from_labels
+
+        table = {
+            i: self.label_table[i].name
+            for i in self.label_table
+            if self.label_table[i].kind == "critical" and self.label_table[i].name != "skin"
+        }
+        present = {i: name for i, name in table.items() if np.any(node.array == i)}
+        if present:
+            self.path_ctx.structures = fields_from_labels(node.array, present, self.planning.volume)
+        lesion = node.array == self.label_table.id_of("lesion")
+        self.path_ctx.lesion = lesion if lesion.any() else None
+        if self.path_ctx.lesion is not None:
+            from guideplan.processing.lesion_metrics import lesion_metrics
+
+            bone = np.isin(
+                node.array,
+                [
+                    self.label_table.id_of("cortical bone"),
+                    self.label_table.id_of("trabecular bone"),
+                ],
+            )
+            canal = node.array == self.label_table.id_of("spinal canal")
+            metrics = lesion_metrics(
+                self.planning.volume,
+                lesion,
+                bone if bone.any() else None,
+                canal if canal.any() else None,
+            )
+            self.segment_panel.show_metrics(metrics)
+        self._refresh_trajectories()
 
     # -- trajectories ------------------------------------------------------------------
     def _add_trajectory(self, entry, target) -> None:
@@ -1022,6 +1282,8 @@ class MainWindow(QMainWindow):
             self._refresh_measurement_list()
         if isinstance(node, TrajectoryNode):
             self._refresh_trajectories()
+        if isinstance(node, LabelMapNode):
+            self._refresh_labels(changed=True)
         if isinstance(node, TransformNode) or (
             isinstance(node, VolumeNode) and node.role == "prior"
         ):
