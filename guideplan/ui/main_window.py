@@ -827,7 +827,32 @@ class MainWindow(QMainWindow):
             rotate = bool(mods & Qt.KeyboardModifier.ShiftModifier)
             if self.nudge_prior(self._focus_view, right, up, rotate):
                 return
+        if event.key() in keys and mods & Qt.KeyboardModifier.AltModifier:
+            right, up = keys[event.key()]
+            which = "target" if mods & Qt.KeyboardModifier.ShiftModifier else "entry"
+            if self.nudge_needle(self._focus_view, which, right, up):
+                return
         super().keyPressEvent(event)
+
+    def nudge_needle(self, view: str, which: str, right: int, up: int) -> bool:
+        """Move the selected needle's entry (or target) by 1 mm in a view's plane; a
+        series of nudges is one undo step."""
+        node = self._current()
+        widget = self.slice_widgets.get(view)
+        if node is None or node.locked or widget is None or widget.slice_view.frame is None:
+            return False
+        frame = widget.slice_view.frame
+        point = np.asarray(getattr(node, which), dtype=float) + frame.u * right + frame.v * up
+        self.scene.execute(
+            SetField(
+                node.id,
+                which,
+                tuple(float(v) for v in point),
+                text=f"Nudge {which}",
+                merge_key=("nudge", node.id, which),
+            )
+        )
+        return True
 
     # -- segmentation ------------------------------------------------------------------
     def _labelmap(self, create: bool = True) -> LabelMapNode | None:

@@ -99,3 +99,15 @@ def test_needle_views_follow_the_needle(window, qtbot):
     assert abs(abs(moved @ (d / np.linalg.norm(d))) - np.linalg.norm(moved)) < 1e-6
     window.act_needle_views.setChecked(False)
     assert not eye.custom_axes
+
+
+def test_keyboard_nudge_moves_the_entry_in_the_view_plane(window, qtbot):
+    window._add_trajectory(window.cursor + [-30.0, 50.0, 0.0], window.cursor + [0.0, 10.0, 0.0])
+    (node,) = window.scene.nodes_of(TrajectoryNode)
+    start = np.asarray(node.entry)
+    for _ in range(4):
+        assert window.nudge_needle("axial", "entry", right=1, up=0)
+    # Screen right in the axial view is the patient's left (+x).
+    np.testing.assert_allclose(np.asarray(node.entry) - start, [4.0, 0.0, 0.0], atol=1e-9)
+    window.act_undo.trigger()  # four nudges, one step
+    np.testing.assert_allclose(node.entry, start)
