@@ -23,7 +23,7 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 
-from guideplan import __version__ as _version  # type: ignore[attr-defined]
+from guideplan import __version__ as _version
 from guideplan.core.errors import GuideplanError
 from guideplan.core.labelmap import LabelDef, LabelTable, load_label_table
 from guideplan.core.volume import Volume

@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import SimpleITK as sitk
 
 from guideplan.core.labelmap import mask_bounds
 from guideplan.core.progress import (
@@ -80,13 +79,22 @@ def body_mask(volume: Volume, threshold_hu: float | None = None) -> np.ndarray:
 def skin_mask(
     volume: Volume, body: np.ndarray | None = None, thickness_mm: float | None = None
 ) -> np.ndarray:
-    """The skin as a thin shell: body voxels within ``thickness_mm`` of the outside."""
+    """The skin as a thin shell: the outer ``thickness_mm`` of the body.
+
+    Peeled voxel layer by voxel layer (n = thickness / in-plane spacing layers; a layer
+    is the body's face-connected contour), which costs a few contour passes where a
+    distance map of a whole 512x512x300 body takes seconds. The field of view's first and
+    last slices are not skin: the body continues beyond them.
+    """
     if body is None:
         body = body_mask(volume)
     if thickness_mm is None:
         thickness_mm = float(_settings("skin")["thickness_mm"])
-    depth = masks.distance_to(~body, _spacing_kji(volume), outside_is_mask=True)
-    return body & (depth <= thickness_mm)
+    axis = _slice_axis(volume)
+    sp = _spacing_kji(volume)
+    plane = min(float(sp[a]) for a in range(3) if a != axis)
+    layers = max(1, int(round(thickness_mm / plane)))
+    return masks.outer_layers(body, layers, axis)
 
 
 #: Re-exported: the 3D view and older callers import it from here.
@@ -110,8 +118,9 @@ def bone_labels(
     sp = _spacing_kji(volume)
     if body is None:
         body = body_mask(volume)
-    box = mask_bounds(body)
     out = np.zeros(volume.array.shape, dtype=np.uint8)
+    margin = [int(np.ceil(3 * float(cfg["smoothing_mm"]) / s)) + 1 for s in sp]
+    box = mask_bounds(body & (volume.array > float(cfg["threshold_hu"])), margin)
     if box is None:
         return out
     _report(progress, 0.05, "Bone: smoothing")
@@ -126,7 +135,8 @@ def bone_labels(
     check_cancel(cancel, "Bone segmentation")
     # Outer band: keep only voxels above the local half-maximum (cortex peak vs muscle).
     _report(progress, 0.5, "Bone: surface")
-    depth = masks.distance_to(~bone, sp, outside_is_mask=True)
+    # one distance map for both the surface band and the cortex depth
+    depth = masks.distance_to(~bone, sp)
     band = bone & (depth <= float(cfg["surface_band_mm"]))
     radius = [max(1, int(round(float(cfg["local_max_mm"]) / s))) for s in sp]
     peak = masks.max_filter(smooth, radius)
@@ -138,7 +148,6 @@ def bone_labels(
     bone &= ~(band & (smooth < half))
     check_cancel(cancel, "Bone segmentation")
     _report(progress, 0.8, "Bone: cortex")
-    depth = masks.distance_to(~bone, sp, outside_is_mask=True)
     cortical = (
         bone & (smooth >= float(cfg["cortical_hu"])) & (depth <= float(cfg["cortex_depth_mm"]))
     )
@@ -215,26 +224,25 @@ def _ring_holes(
     pixel_mm2: float,
 ) -> list[_Segment]:
     """Holes enclosed by bone in each slice, grouped into 3D segments."""
-    radius = [max(1, int(round(float(cfg["closing_mm"]) / s))) for s in plane_sp[::-1]]
-    holes = np.zeros(bone.shape, dtype=bool)
     box = mask_bounds(bone)
     if box is None:
         return []
-    for k in range(box[0].start, box[0].stop):
-        sl = bone[k, box[1], box[2]]
-        if not sl.any():
-            continue
-        image = sitk.GetImageFromArray(sl.astype(np.uint8))
-        closed = sitk.BinaryMorphologicalClosing(image, radius, sitk.sitkBall)
-        filled = sitk.BinaryFillhole(closed)
-        holes[k, box[1], box[2]] = (sitk.GetArrayViewFromImage(filled) > 0) & ~(
-            sitk.GetArrayViewFromImage(closed) > 0
-        )
+    # closing within each slice only (no reach across slices), then each slice's holes
+    closed = masks.closing(bone[box], [masks.IN_PLANE_ONLY, *plane_sp],
+                           float(cfg["closing_mm"]))
+    holes = np.zeros(bone.shape, dtype=bool)
+    holes[box] = masks.fill_holes_by_slice(closed, 0) & ~closed
     comps = masks.components(holes, full=False)
     segments = []
     lo_a, hi_a = float(cfg["min_area_mm2"]), float(cfg["max_area_mm2"])
-    for label in range(1, int(comps.max()) + 1):
-        where = np.nonzero(comps == label)
+    # group the hole voxels by component in one pass (not one scan per component)
+    flat = np.flatnonzero(comps)
+    ids = comps.ravel()[flat]
+    order = np.argsort(ids, kind="stable")
+    flat, ids = flat[order], ids[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    for start, stop in zip(starts, [*starts[1:], len(ids)], strict=True):
+        where = np.unravel_index(flat[start:stop], comps.shape)
         ks = np.unique(where[0])
         areas = np.array([np.count_nonzero(where[0] == k) for k in ks]) * pixel_mm2
         if len(ks) < 2 or not lo_a <= float(np.median(areas)) <= hi_a:
@@ -377,10 +385,9 @@ def find_vertebrae(volume: Volume, bone: np.ndarray, canal: np.ndarray) -> Verte
     runs = [r for r in runs if (r[1] - r[0] + 1) * slice_mm >= float(cfg["min_height_mm"])]
     vertebrae = []
     for n, (k0, k1) in enumerate(runs, start=1):
+        slab = np.stack([windows[k] for k in range(k0, k1 + 1)])
         body = np.zeros(bone_s.shape, dtype=bool)
-        for k in range(k0, k1 + 1):
-            body[k] = windows[k]
-        body = largest_component(body)
+        body[k0:k1 + 1] = masks.largest_component(slab)
         labels[body] = n
         kji = np.argwhere(np.moveaxis(body, 0, axis)).mean(axis=0)
         center = volume.index_to_physical(kji[::-1])
@@ -397,7 +404,8 @@ def find_vertebrae(volume: Volume, bone: np.ndarray, canal: np.ndarray) -> Verte
         )
     for v in vertebrae:
         v.ribs = _has_ribs(v, lateral, pixel_mm2, cfg)
-        v.sacrum = _is_sacrum(v, lateral, pixel_mm2, cfg)
+        # ribs beside a body make it thoracic, whatever else lies lateral of it
+        v.sacrum = not v.ribs and _is_sacrum(v, lateral, pixel_mm2, cfg)
     known, how = _name_levels(volume, axis, vertebrae)
     return VertebraeResult(np.moveaxis(labels, 0, axis), vertebrae, known, how)
 
@@ -422,8 +430,9 @@ def _has_ribs(v: Vertebra, lateral: dict, pixel_mm2: float, cfg: dict[str, Any])
 
 
 def _is_sacrum(v: Vertebra, lateral: dict, pixel_mm2: float, cfg: dict[str, Any]) -> bool:
-    """A long fused segment with large iliac cross-sections beside it."""
-    if v.height_mm < float(cfg["sacrum_min_height_mm"]):
+    """A long fused segment (or one cut by the field of view) with large iliac
+    cross-sections beside it (the sacroiliac joints)."""
+    if v.height_mm < float(cfg["sacrum_min_height_mm"]) and not v.partial:
         return False
     need = float(cfg["ilium_min_area_mm2"])
     hits = 0
@@ -564,17 +573,31 @@ def _spacing_kji(volume: Volume) -> np.ndarray:
 
 def _plane_lps(volume: Volume, axis: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     """LPS x and y of the voxel centres of slice ``k`` along ``axis`` (2D arrays)."""
-    shape = [n for a, n in enumerate(volume.array.shape) if a != axis]
-    a, b = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
-    kji = [None, None, None]
-    others = [ax for ax in range(3) if ax != axis]
-    kji[axis] = np.full(a.shape, k)
-    kji[others[0]], kji[others[1]] = a, b
-    ijk = np.stack([kji[2], kji[1], kji[0]], axis=-1).astype(float)
+    x0, y0, step = _plane_base(volume, axis)
+    return x0 + k * step[0], y0 + k * step[1]
+
+
+_PLANE_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray, tuple[float, float]]] = {}
+
+
+def _plane_base(volume: Volume, axis: int) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    """x, y of slice 0 and their change per slice (LPS is affine in the index)."""
     m = volume.index_to_lps
-    x = ijk @ m[0, :3] + m[0, 3]
-    y = ijk @ m[1, :3] + m[1, 3]
-    return x, y
+    key = (volume.array.shape, axis, m.tobytes())
+    if key not in _PLANE_CACHE:
+        if len(_PLANE_CACHE) > 8:
+            _PLANE_CACHE.clear()
+        others = [ax for ax in range(3) if ax != axis]
+        shape = [volume.array.shape[a] for a in others]
+        a, b = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+        kji = [np.zeros_like(a), np.zeros_like(a), np.zeros_like(a)]
+        kji[others[0]], kji[others[1]] = a, b
+        ijk = np.stack([kji[2], kji[1], kji[0]], axis=-1).astype(float)
+        step_ijk = np.zeros(3)
+        step_ijk[2 - axis] = 1.0
+        _PLANE_CACHE[key] = (ijk @ m[0, :3] + m[0, 3], ijk @ m[1, :3] + m[1, 3],
+                             (float(m[0, :3] @ step_ijk), float(m[1, :3] @ step_ijk)))
+    return _PLANE_CACHE[key]
 
 
 def _plane_centre(volume: Volume, axis: int, k: int, mask2d: np.ndarray) -> np.ndarray:

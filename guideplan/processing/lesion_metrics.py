@@ -138,7 +138,10 @@ def lesion_metrics(
     posterior, to_canal = _posterior_wall(les, canal_box, sp)
     breach_ml, depth = _breach(les, bone_box & ~les, canal_box, sp, grow)
     limits = load_json("segmentation.json")["lesion_metrics"]
-    epidural_ml = np.count_nonzero(les & canal_box) * voxel_ml
+    # non-bone lesion voxels touching the canal: the wall between them is gone
+    touching = masks.distance_to(canal_box, sp) <= float(np.max(sp)) if canal_box.any() \
+        else np.zeros_like(les)
+    epidural_ml = np.count_nonzero(les & ~bone_box & touching) * voxel_ml
     breach = depth >= float(limits["breach_min_depth_mm"]["value"]) or epidural_ml >= float(
         limits["epidural_min_ml"]["value"]
     )
@@ -170,7 +173,8 @@ def lesion_metrics(
 def _principal_diameters(
     pts: np.ndarray, volume: Volume
 ) -> tuple[tuple[float, float, float], np.ndarray]:
-    """Extents along the principal axes (largest first), each plus one voxel's width."""
+    """Extents along the principal axes (largest first): the voxel centres' extent plus
+    one sampling step along the axis, so a voxelised sphere of radius r measures 2r."""
     centred = pts - pts.mean(axis=0)
     if len(pts) < 3:
         axes = np.eye(3)
@@ -178,9 +182,10 @@ def _principal_diameters(
         _, vecs = np.linalg.eigh(centred.T @ centred)
         axes = vecs[:, ::-1].T  # rows, largest variance first
     proj = centred @ axes.T
-    # a voxel's width along each axis, for any orientation of the grid
-    voxel = np.abs(axes @ volume.direction) @ np.asarray(volume.spacing)
-    ext = proj.max(axis=0) - proj.min(axis=0) + voxel
+    # sampling step along each axis: 1 / |a / spacing| in the grid's own frame
+    local = axes @ volume.direction
+    step = 1.0 / np.sqrt(np.sum((local / np.asarray(volume.spacing)) ** 2, axis=1))
+    ext = proj.max(axis=0) - proj.min(axis=0) + step
     order = np.argsort(-ext)
     return tuple(float(v) for v in ext[order]), axes[order]  # type: ignore[return-value]
 

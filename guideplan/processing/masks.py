@@ -67,10 +67,7 @@ def opening(mask: np.ndarray, spacing_kji: Sequence[float], radius_mm: float) ->
     """Euclidean opening with a ball of ``radius_mm`` (exact, via two distance maps)."""
     if radius_mm <= 0 or not mask.any():
         return mask
-    eroded = distance_to(~mask, spacing_kji) > radius_mm
-    if not eroded.any():
-        return np.zeros_like(mask)
-    return distance_to(eroded, spacing_kji) <= radius_mm
+    return dilate(erode(mask, spacing_kji, radius_mm), spacing_kji, radius_mm)
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -82,13 +79,67 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
 
 
 def fill_holes_by_slice(mask: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Fill the holes of each 2D slice along ``axis``."""
-    out = np.moveaxis(mask.copy(), axis, 0)
-    for k in range(out.shape[0]):
-        if out[k].any():
-            filled = sitk.BinaryFillhole(sitk.GetImageFromArray(out[k].astype(np.uint8)))
-            out[k] = sitk.GetArrayViewFromImage(filled) > 0
-    return np.moveaxis(out, 0, axis)
+    """Fill the holes of each 2D slice along ``axis``, in one 3D call.
+
+    Slices are interleaved with all-foreground walls (also before the first and after the
+    last), so the background of one slice can reach neither another slice nor the
+    volume's end faces: a 3D fill then fills each slice's holes only.
+    """
+    moved = np.moveaxis(mask, axis, 0)
+    n = moved.shape[0]
+    if n == 0 or not moved.any():
+        return mask.copy()
+    stack = np.ones((2 * n + 1, *moved.shape[1:]), dtype=bool)
+    stack[1::2] = moved
+    filled = fill_holes(stack)[1::2]
+    return np.moveaxis(filled, 0, axis).copy()
+
+
+#: A spacing (mm) that keeps distances from crossing slices: use it for the slice axis to
+#: make any distance-based operation act on each 2D slice separately.
+IN_PLANE_ONLY = 1e6
+
+
+def dilate(mask: np.ndarray, spacing_kji: Sequence[float], radius_mm: float) -> np.ndarray:
+    """Euclidean dilation by ``radius_mm`` (a distance map: exact, any spacing)."""
+    if radius_mm <= 0:
+        return mask.copy()
+    return distance_to(mask, spacing_kji) <= radius_mm
+
+
+def erode(mask: np.ndarray, spacing_kji: Sequence[float], radius_mm: float) -> np.ndarray:
+    """Euclidean erosion by ``radius_mm``. Beyond the array counts as foreground: a
+    field-of-view cut is not a surface."""
+    if radius_mm <= 0:
+        return mask.copy()
+    return distance_to(~mask, spacing_kji) > radius_mm
+
+
+def outer_layers(mask: np.ndarray, layers: int, open_axis: int | None = None) -> np.ndarray:
+    """The outermost ``layers`` voxel layers of ``mask`` (face-connected contours, peeled
+    one after the other). Along ``open_axis`` the mask is taken to continue past the
+    array's ends, so cut faces there are not layers."""
+    work = np.moveaxis(mask, open_axis, 0) if open_axis is not None else mask
+    pad = layers if open_axis is not None else 0
+    if pad:
+        work = np.concatenate([work[:1].repeat(pad, 0), work, work[-1:].repeat(pad, 0)])
+    shell = np.zeros(work.shape, dtype=bool)
+    rest = work.copy()
+    for _ in range(layers):
+        if not rest.any():
+            break
+        contour = sitk.GetArrayViewFromImage(
+            sitk.BinaryContour(to_image(rest), False, 0, 1)).astype(bool)
+        shell |= contour
+        rest &= ~contour
+    if pad:
+        shell = shell[pad:-pad]
+    return np.moveaxis(shell, 0, open_axis) if open_axis is not None else shell
+
+
+def closing(mask: np.ndarray, spacing_kji: Sequence[float], radius_mm: float) -> np.ndarray:
+    """Euclidean closing (dilate then erode) by ``radius_mm``."""
+    return erode(dilate(mask, spacing_kji, radius_mm), spacing_kji, radius_mm)
 
 
 def component_at(mask: np.ndarray, index_kji: Sequence[int]) -> np.ndarray:

@@ -11,11 +11,9 @@ prior is sampled at the CT grid's voxel centres, so the label stays on the CT gr
 
 Region growing (:func:`grow_lesion`) in short, all inside a box around the click:
 
-1. **Intensity classes.** The lesion's level and spread are the median and robust SD of
-   the smoothed image within a few mm of the seed. The *strict* growing range is median
-   +/- 3 SD. Denser and lighter tissue classes around it (bone above a lytic lesion, fat
-   below) are measured in a wider sphere; the *boundary* range ends half-way to them, which
-   is where a partial-volume edge really lies.
+1. **Intensity range.** The lesion's level and spread are the median and robust SD (MAD)
+   of the smoothed image within a few mm of the seed; the *strict* growing range is
+   median +/- 3 SD (a user-given range replaces it).
 2. **Grow** the strict range from the seed; an opening cuts 1-2 voxel bridges.
 3. **Stay inside the bone.** A lytic lesion has soft-tissue density, like the muscle, canal
    and disc around the bone, so intensity alone leaks. A voxel is *inside the bone's outer
@@ -28,8 +26,12 @@ Region growing (:func:`grow_lesion`) in short, all inside a box around the click
    part, and only on the side facing away from intact bone (closer to the lesion than
    to bone). Density cannot tell a lytic soft-tissue component from muscle, so this
    distance is a setting the user adjusts, not a guess.
-5. **Boundary.** The edge moves up to ``boundary_relax_mm`` outward into partial-volume
-   voxels inside the boundary range; holes are filled.
+5. **Boundary.** A blurred edge lies half-way between the two tissues' levels. The tissue
+   around the grown lesion is measured in a shell past the partial-volume edge (bone
+   above a lytic lesion, fat below); the edge then moves up to ``boundary_relax_mm``
+   outward into voxels nearer the lesion's level than the neighbour's: next to cortex
+   the neighbour's level is the local peak, elsewhere the shell's median. Holes are
+   filled.
 
 A lesion denser than bone (blastic) is inside the bone by density: steps 3-4 are skipped.
 A seed with no bone around it (a soft-tissue lesion) falls back to plain growing.
@@ -89,6 +91,7 @@ class GrowParams:
     class_separation_sigma: float = 4.0
     leak_opening_mm: float = 1.5
     bone_hu: float = 150.0
+    cortex_hu: float = 600.0
     bridge_span_mm: float = 30.0
     canal_run_mm: float = 20.0
     canal_ring_directions: int = 3
@@ -103,7 +106,8 @@ class GrowParams:
         data = load_json("segmentation.json").get("region_growing", {})
         names = {f.name for f in fields(cls)}
         values = {k: v["value"] if isinstance(v, dict) else v for k, v in data.items()}
-        values = {k: v for k, v in values.items() if k in names}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()
+                  if k in names}
         values.update(overrides)
         return cls(**values)
 
@@ -338,8 +342,10 @@ def _partial_volume_edge(
     sub = smooth[box]
     brightest = masks.max_filter(sub, radius)
     darkest = -masks.max_filter(-sub, radius)
+    # next to cortex the half-way level is the local one (a lesion-cortex edge sits near
+    # 500 HU); elsewhere (trabecular texture) it is capped by the surrounding tissue's
     above = (sub > strict[1]) & (sub <= (level + brightest) / 2) & (
-        (sub <= boundary[1]) | (brightest >= 800))
+        (sub <= boundary[1]) | (brightest >= p.cortex_hu))
     below = (sub < strict[0]) & (sub >= (level + darkest) / 2) & (sub >= boundary[0])
     out = np.zeros_like(near)
     out[box] = near[box] & (above | below)

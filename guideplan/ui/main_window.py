@@ -999,72 +999,66 @@ class MainWindow(QMainWindow):
                 layer.modified()
         if changed:
             self._surface_timer.start()
-            self._update_structures(node)
         self.render_all()
 
     def _update_surfaces(self) -> None:
-        """3D surfaces of the lesion and the structures at risk, built off the GUI thread."""
+        """After edits settle: 3D surfaces, structures for the needle checks and the
+        lesion's metrics, all computed off the GUI thread (a brush stroke stays fluid)."""
         node = self._labelmap(create=False)
-        if node is None:
+        if node is None or self.planning is None:
             return
-        volume = self.planning.volume.with_array(node.array.copy())
-        ids = [
-            i
-            for i in self.label_table
-            if self.label_table[i].kind in ("lesion", "critical") and i != 7
-        ]
+        from guideplan.planning.structures import fields_from_labels
+        from guideplan.processing.lesion_metrics import lesion_metrics
 
-        def done(surfaces) -> None:
+        ct = self.planning.volume
+        labels = node.array.copy()
+        table = self.label_table
+        surface_ids = [
+            i for i in table if table[i].kind in ("lesion", "critical") and table[i].name != "skin"
+        ]
+        critical = {
+            i: table[i].name
+            for i in table
+            if table[i].kind == "critical" and table[i].name != "skin"
+        }
+        lesion_id = table.id_of("lesion")
+        bone_ids = [table.id_of("cortical bone"), table.id_of("trabecular bone")]
+        canal_id = table.id_of("spinal canal")
+
+        def task(progress, cancel):
+            present = {i: name for i, name in critical.items() if np.any(labels == i)}
+            fields = fields_from_labels(labels, present, ct) if present else None
+            lesion = labels == lesion_id
+            metrics = None
+            if lesion.any():
+                bone = np.isin(labels, bone_ids)
+                canal = labels == canal_id
+                metrics = lesion_metrics(
+                    ct, lesion, bone if bone.any() else None, canal if canal.any() else None
+                )
+            surfaces = label_surfaces(ct.with_array(labels), surface_ids)
+            return fields, (lesion if lesion.any() else None), metrics, surfaces
+
+        def done(result) -> None:
+            fields, lesion, metrics, surfaces = result
+            if self.path_ctx is not None and self.path_ctx.volume is ct:
+                if fields is not None:
+                    self.path_ctx.structures = fields
+                self.path_ctx.lesion = lesion
+            self.segment_panel.show_metrics(metrics)
             renderer = self.view3d.view3d.renderer
             for actor in self._surface_actors:
                 renderer.RemoveActor(actor)
             self._surface_actors = []
             for label, poly in surfaces.items():
-                entry = self.label_table[label]
+                entry = table[label]
                 actor = surface_actor(poly, entry.color, 0.9 if entry.kind == "lesion" else 0.6)
                 renderer.AddActor(actor)
                 self._surface_actors.append(actor)
-            self.view3d.render()
+            self._refresh_trajectories()
+            self.render_all()
 
-        run_task(
-            self, lambda p, c: label_surfaces(volume, ids), done, "Surfaces", show_progress=False
-        )
-
-    def _update_structures(self, node: LabelMapNode) -> None:
-        """Planning uses the painted structures (and lesion) for distances and warnings."""
-        if self.path_ctx is None:
-            return
-        from guideplan.planning.structures import fields_from_labels
-
-        table = {
-            i: self.label_table[i].name
-            for i in self.label_table
-            if self.label_table[i].kind == "critical" and self.label_table[i].name != "skin"
-        }
-        present = {i: name for i, name in table.items() if np.any(node.array == i)}
-        if present:
-            self.path_ctx.structures = fields_from_labels(node.array, present, self.planning.volume)
-        lesion = node.array == self.label_table.id_of("lesion")
-        self.path_ctx.lesion = lesion if lesion.any() else None
-        if self.path_ctx.lesion is not None:
-            from guideplan.processing.lesion_metrics import lesion_metrics
-
-            bone = np.isin(
-                node.array,
-                [
-                    self.label_table.id_of("cortical bone"),
-                    self.label_table.id_of("trabecular bone"),
-                ],
-            )
-            canal = node.array == self.label_table.id_of("spinal canal")
-            metrics = lesion_metrics(
-                self.planning.volume,
-                lesion,
-                bone if bone.any() else None,
-                canal if canal.any() else None,
-            )
-            self.segment_panel.show_metrics(metrics)
-        self._refresh_trajectories()
+        run_task(self, task, done, "Updating structures", show_progress=False)
 
     # -- trajectories ------------------------------------------------------------------
     def _add_trajectory(self, entry, target) -> None:

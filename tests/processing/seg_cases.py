@@ -59,7 +59,8 @@ def _phantom(p: np.ndarray, values: dict[str, float], lesion: str, center, radiu
     return out, les
 
 
-def _grid_points(size, spacing, origin, direction=np.eye(3)) -> np.ndarray:
+def _grid_points(size, spacing, origin, direction=None) -> np.ndarray:
+    direction = np.eye(3) if direction is None else direction
     k, j, i = np.meshgrid(*(np.arange(n) for n in size[::-1]), indexing="ij")
     ijk = np.stack([i, j, k], axis=-1) * np.asarray(spacing, dtype=float)
     return ijk @ np.asarray(direction, dtype=float).T + np.asarray(origin, dtype=float)

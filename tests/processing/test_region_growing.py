@@ -102,7 +102,7 @@ def test_growing_on_a_fused_mr_keeps_the_label_on_the_ct_grid():
 
 
 def test_result_paints_into_a_label_map():
-    volume, lesion = synthetic_vertebra()
+    volume, _ = synthetic_vertebra()
     result = grow_lesion(volume, (0.0, 0.0, 0.0))
     labels = np.zeros(volume.array.shape, dtype=np.uint8)
     diff = result.to_diff(labels, 1)

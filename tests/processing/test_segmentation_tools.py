@@ -39,7 +39,7 @@ def lattice_count(radius_vox: float, scales=(1.0, 1.0, 1.0)) -> int:
 
 def test_ball_brush_is_the_exact_set_of_voxel_centres_within_the_radius():
     g = grid()
-    box, mask = brush_footprint(g, (0.0, 0.0, 0.0), 5.0)  # the origin+20 voxels: a centre
+    _, mask = brush_footprint(g, (0.0, 0.0, 0.0), 5.0)  # the origin is a voxel centre
     assert np.count_nonzero(mask) == lattice_count(10.0)
     volume_mm3 = np.count_nonzero(mask) * 0.125
     assert volume_mm3 == pytest.approx(4 / 3 * math.pi * 125, rel=0.02)
@@ -47,7 +47,7 @@ def test_ball_brush_is_the_exact_set_of_voxel_centres_within_the_radius():
 
 def test_disc_brush_in_an_axial_view_stays_on_one_slice_of_anisotropic_voxels():
     g = grid(shape=(12, 40, 40), spacing=(0.7, 0.7, 2.5))
-    box, mask = brush_footprint(g, (0.0, 0.0, 0.0), 4.0, normal=(0, 0, 1))
+    _, mask = brush_footprint(g, (0.0, 0.0, 0.0), 4.0, normal=(0, 0, 1))
     slices = np.flatnonzero(mask.any(axis=(1, 2)))
     assert len(slices) == 1
     assert np.count_nonzero(mask) == _disc_count(4.0, 0.7)
@@ -114,7 +114,7 @@ def test_paint_and_erase_return_diffs_without_touching_the_array():
 
 def test_threshold_in_a_sphere_and_in_a_box():
     g = grid()
-    k, j, i = np.meshgrid(*(np.arange(40),) * 3, indexing="ij")
+    i = np.arange(40)[None, None, :]
     g.array[:] = (i * 10).astype(np.int16)  # HU ramp along x
     labels = np.zeros(g.array.shape, dtype=np.uint8)
     diff = threshold_region(g, labels, 1, 100, 190, sphere_lps=((0.0, 0.0, 0.0), 4.0))
@@ -170,13 +170,13 @@ def test_grow_and_shrink_by_millimetres_on_anisotropic_voxels():
     labels[5:15, 10:20, 10:20] = 1
     cube = labels.copy()
     grow_shrink(labels, 1, 3.0, spacing).apply(labels)
-    kk, jj, ii = np.nonzero(labels)
+    kk, _, ii = np.nonzero(labels)
     assert (ii.min(), ii.max()) == (10 - 3, 19 + 3)  # 3 mm = 3.75 columns
     assert (kk.min(), kk.max()) == (5 - 1, 14 + 1)  # 3 mm = 1.2 slices
     grow_shrink(labels, 1, -3.0, spacing).apply(labels)
     np.testing.assert_array_equal(labels, cube)  # closing a convex shape gives it back
     grow_shrink(labels, 1, -2.0, spacing).apply(labels)
-    kk, jj, ii = np.nonzero(labels)
+    kk, _, ii = np.nonzero(labels)
     assert (ii.min(), ii.max()) == (12, 17) and (kk.min(), kk.max()) == (5, 14)
 
 

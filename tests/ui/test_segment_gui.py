@@ -29,7 +29,7 @@ def test_grow_lesion_on_click_then_undo(window, qtbot):
     grown = np.count_nonzero(node.array == 1) * 8.0 / 1000.0  # 2 mm voxels -> mL
     assert grown == pytest.approx(4 / 3 * np.pi * 5**3 / 1000.0, rel=0.5)
 
-    assert "mL" in window.segment_panel.metrics.text()
+    qtbot.waitUntil(lambda: "mL" in window.segment_panel.metrics.text(), timeout=30000)
     window.act_undo.trigger()
     assert not node.array.any()
 
@@ -53,5 +53,7 @@ def test_brush_stroke_is_one_step_and_drawn(window, qtbot):
     window.act_redo.trigger()
     assert (node.array == 4).any()
     # The painted 'canal' now counts as a structure to spare for needle checks.
-    assert any(f.name == "spinal canal" for f in window.path_ctx.structures)
+    qtbot.waitUntil(
+        lambda: any(f.name == "spinal canal" for f in window.path_ctx.structures), timeout=30000
+    )
     assert window.label_layers["axial"].actor.GetVisibility()

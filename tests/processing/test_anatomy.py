@@ -1,0 +1,90 @@
+"""Automatic anatomy masks against the sample cases' ground truth (bone, canal, body),
+vertebral levels where the field of view allows, and the skin shell."""
+
+from functools import cache
+
+import numpy as np
+import pytest
+
+from guideplan.core.volume import Volume
+from guideplan.processing import anatomy
+
+from .seg_cases import CASE_NAMES, dice, sample_case
+
+#: Canal Dice per case: the phantom's sacral canal is an open notch in the sacrum (no
+#: bony ring on any slice), so case02's canal below L5 is only carried over 40 mm.
+CANAL_DICE = {CASE_NAMES[0]: 0.85, CASE_NAMES[1]: 0.78, CASE_NAMES[2]: 0.85}
+
+
+@cache
+def _anatomy(name: str) -> anatomy.AnatomyResult:
+    volume, _, _ = sample_case(name)
+    return anatomy.segment_anatomy(volume)
+
+
+@pytest.mark.parametrize(
+    "name", [CASE_NAMES[0], pytest.param(CASE_NAMES[1], marks=pytest.mark.slow),
+             pytest.param(CASE_NAMES[2], marks=pytest.mark.slow)])
+def test_bone_canal_and_body_against_truth(name):
+    volume, _, masks = sample_case(name)
+    result = _anatomy(name)
+    assert dice(result.bone > 0, masks["bone"]) >= 0.95
+    assert dice(result.canal, masks["canal"]) >= CANAL_DICE[name]
+    assert dice(result.body, masks["body"]) >= 0.99
+    cortical = result.bone == anatomy.CORTICAL
+    assert cortical.any() and (result.bone == anatomy.TRABECULAR).any()
+    assert np.median(volume.array[cortical]) > np.median(volume.array[
+        result.bone == anatomy.TRABECULAR])
+
+
+def test_levels_from_the_thoracolumbar_transition():
+    result = _anatomy(CASE_NAMES[0])
+    names = [v.name for v in result.vertebrae.vertebrae]
+    assert result.vertebrae.levels_known
+    assert names == ["T12", "L1", "L2", "L3"]
+    _, truth, _ = sample_case(CASE_NAMES[0])
+    lesion_z = truth["lesion"]["center_lps"][2]
+    l2 = next(v for v in result.vertebrae.vertebrae if v.name == "L2")
+    assert abs(l2.center_lps[2] - lesion_z) < 10  # the lesion's host is L2
+
+
+@pytest.mark.slow
+def test_levels_from_the_sacrum_and_unknown_without_landmark():
+    pelvis = _anatomy(CASE_NAMES[1]).vertebrae
+    assert [v.name for v in pelvis.vertebrae] == ["L3", "L4", "L5", "sacrum"]
+    assert "sacrum" in pelvis.how
+    thorax = _anatomy(CASE_NAMES[2]).vertebrae
+    assert not thorax.levels_known
+    assert [v.name for v in thorax.vertebrae] == [f"V{n}" for n in range(1, 6)]
+    assert all(v.ribs for v in thorax.vertebrae)
+
+
+def test_skin_is_a_thin_outer_shell():
+    volume, _, _ = sample_case(CASE_NAMES[0])
+    result = _anatomy(CASE_NAMES[0])
+    skin = result.skin
+    assert skin.any() and not (skin & ~result.body).any()
+    # 2 mm of a ~300 x 220 mm body outline: a few % of the body volume
+    assert 0.005 < np.count_nonzero(skin) / np.count_nonzero(result.body) < 0.05
+    assert not skin[tuple(np.array(volume.array.shape) // 2)]
+
+
+def test_body_mask_fills_lungs_and_drops_the_table():
+    air = np.full((20, 60, 60), -1000, dtype=np.int16)
+    air[:, 10:50, 10:50] = 40  # body
+    air[:, 20:40, 20:40] = -850  # lung inside it
+    air[:, 55:57, 5:55] = 200  # a thin table below, separate
+    body = anatomy.body_mask(Volume(air, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0)))
+    assert body[10, 30, 30] and not body[10, 56, 30]
+    assert np.count_nonzero(body) == 20 * 40 * 40
+
+
+def test_no_spine_no_canal():
+    block = np.full((30, 50, 50), 40, dtype=np.int16)
+    block[10:20, 10:40, 10:40] = 900  # a lump of bone, no ring
+    volume = Volume(block, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    bone = anatomy.bone_mask(volume)
+    assert bone.any()
+    assert not anatomy.spinal_canal(volume, bone).any()
+    found = anatomy.find_vertebrae(volume, bone, np.zeros_like(bone))
+    assert found.vertebrae == [] and not found.levels_known
