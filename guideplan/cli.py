@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +18,53 @@ from pathlib import Path
 from guideplan.core.errors import GuideplanError
 
 #: Options whose value is an LPS point: "-4,44,1" must not be taken for an option.
-POINT_OPTIONS = ("--slice-lps", "--target", "--entry", "--seed", "--mask-lps", "--range")
+POINT_OPTIONS = (
+    "--slice-lps", "--target", "--entry", "--seed", "--mask-lps", "--range", "--extra-path"
+)
+
+PLAN_TREATMENT_HELP = """\
+treatment zones (--zone-device, --cement-ml, --ethanol-ml, --case):
+  Predicted zones are ESTIMATES (approximate device charts, simplified models).
+  'treatment' (or, with --case, the top level) holds:
+    estimate: true, estimate_statement
+    settings: {margin_mm, safety_distance_mm {structure: mm}, full_coverage_pct,
+               vertebral_level, canal_holds (spinal cord | cauda equina | unknown)}
+    lesion: {volume_ml, centroid_lps, median_hu, type, distance_to_canal_mm,
+             vertebral, level} or null (no lesion mask: no coverage figures)
+    zones: [{model (rf-ellipsoid | mw-ellipsoid | cryo-isotherms | ethanol-fill |
+             cement-fill), kind, device, parameters, center_lps, volume_ml,
+             analytic_volume_ml, dimensions {length_mm, width_mm, center_offset_mm,
+             power_w, time_s, extrapolated, isotherms}, ellipsoids [{center_lps,
+             axes_lps (rows; first along the needle), radii_mm, volume_ml}],
+             isotherms {"0" | "-20" | "-40": {volume_ml, center_lps}} (cryo),
+             probes (cryo: each probe's isotherm ellipsoids), needles, notes,
+             warnings, figures}]
+    ablation | cement | combined (figures of all ablation zones, the cement, both):
+            {zone_volume_ml, lesion_ml, coverage_pct, covered_ml, uncovered_ml,
+             margin_mm, margin_coverage_pct (lesion + margin covered),
+             min_margin_mm (signed: < 0 = the lesion sticks out), healthy_bone_ml,
+             distances [{structure, code, distance_mm (from the zone's edge; <= 0:
+             the zone reaches into it; cryo: from the 0 degC iceball),
+             threshold_mm, closest_lps, lower_bound}]}
+    cement.fill: {requested_ml, placed_ml, filled_region_ml, not_placed_ml,
+             vertebral_body_ml, vertebral_body_fill_pct, strength_target_pct,
+             lesion_fill_pct, leaks [{site (canal | breach | disc | endplate |
+             basivertebral | overflow), label, severity, reached_at_ml,
+             contact_mm2, location_lps}]}
+    warnings: [{code, severity, message, values}] with codes SKIN_BURN_RISK,
+             CORD_THERMAL_RISK, NERVE_THERMAL_RISK, ORGAN_BURN_RISK,
+             INCOMPLETE_COVERAGE, MARGIN_BELOW_SETTING, CEMENT_LEAK_RISK,
+             FRACTURE_RISK_CONSOLIDATE, CRYO_SPACING_TOO_WIDE,
+             ZONE_CHART_EXTRAPOLATED, ZONE_CLIPPED_AT_CORTEX, ETHANOL_OVERFLOW
+    worst_severity
+  --case CASE: {case, trajectories [{id, name, device_id, path: <the keys above>}],
+             zones [{node_id, name, trajectory_id, model, parameters, zone | cement |
+             error}], treatment: <as above>}
+  Masks: --labels names lesion, bone, canal, disc, vertebral body, body / skin and
+  structures to spare by file name; without --labels the canal, bone, body and skin
+  are found automatically. A custom device (zone chart format: see the 'zone_schema'
+  of resources/devices/catalog.json) comes with --catalog FILE.json.
+"""
 
 
 def _join_point_values(argv: Sequence[str]) -> list[str]:
@@ -79,22 +126,53 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "plan",
-        help="readouts, distances and warnings of one needle path",
-        description="Analyse the straight path ENTRY -> TARGET (LPS mm). JSON keys: length_mm, "
-        "skin_to_target_mm, bone_depth_mm, direction_lps, craniocaudal_deg (signed, + toward "
-        "the head), axial_from_vertical_deg (unsigned), toward (left|right|none: the side the "
-        "tip moves to), gantry_tilt_deg, tissues [{tissue, start_mm, end_mm, length_mm}], "
-        "hu_profile {distance_mm, hu}, distances [{structure, distance_mm (from the needle's "
-        "surface; <= 0 crosses), threshold_mm, closest_at_mm}], warnings [{code, severity, "
-        "message, values}], device, structures_source.",
+        help="readouts, distances and warnings of one needle path; predicted treatment zones",
+        description=textwrap.fill(
+            "Analyse the straight path ENTRY -> TARGET (LPS mm). JSON keys: length_mm, "
+            "skin_to_target_mm, bone_depth_mm, direction_lps, craniocaudal_deg (signed, + "
+            "toward the head), axial_from_vertical_deg (unsigned), toward (left|right|none: "
+            "the side the tip moves to), gantry_tilt_deg, tissues [{tissue, start_mm, end_mm, "
+            "length_mm}], hu_profile {distance_mm, hu}, distances [{structure, distance_mm "
+            "(from the needle's surface; <= 0 crosses), threshold_mm, closest_at_mm}], "
+            "warnings [{code, severity, message, values}], device, structures_source. With a "
+            "zone option, 'treatment' holds the predicted zones and their evaluation (below).",
+            84,
+        ),
+        epilog=PLAN_TREATMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("series", help="the planning CT (DICOM folder, or a sample case folder)")
-    p.add_argument("--target", required=True, help="x,y,z LPS mm")
-    p.add_argument("--entry", required=True, help="x,y,z LPS mm")
+    p.add_argument(
+        "series", nargs="?", help="the planning CT (DICOM folder, or a sample case folder)"
+    )
+    p.add_argument("--target", help="x,y,z LPS mm (the needle tip)")
+    p.add_argument("--entry", help="x,y,z LPS mm")
     p.add_argument("--device", help="device id from the catalog (default: an 18 G needle)")
     p.add_argument("--labels", help="folder of structure masks (.nrrd...) or one label map")
     p.add_argument("--catalog", action="append", default=[], help="extra device catalog JSON")
     p.add_argument("--json", action="store_true")
+    z = p.add_argument_group("treatment zones (estimates)")
+    z.add_argument("--zone-device", metavar="ID",
+                   help="ablation device (RF probe, microwave antenna, cryoprobe, ethanol "
+                   "needle) whose tip is at --target")
+    z.add_argument("--power-w", type=float, metavar="P", help="microwave power (W)")
+    z.add_argument("--time-s", type=float, metavar="T", help="RF / microwave time (s)")
+    z.add_argument("--freeze-s", type=float, metavar="T", help="cryoablation freeze time (s)")
+    z.add_argument("--cement-ml", type=float, metavar="V",
+                   help="cement volume (mL) injected at the tip(s)")
+    z.add_argument("--cement-device", metavar="ID", help="cement trocar (default: an 11 G one)")
+    z.add_argument("--ethanol-ml", type=float, metavar="V", help="ethanol volume (mL)")
+    z.add_argument("--lesion", metavar="MASK", help="lesion mask (.nrrd, .nii.gz, .mha)")
+    z.add_argument("--margin-mm", type=float, metavar="M",
+                   help="ablative margin setting (default 5 mm)")
+    z.add_argument("--clip-cortex", action="store_true",
+                   help="clip thermal zones at thick cortical bone (estimate)")
+    z.add_argument("--extra-path", action="append", default=[], metavar="ENTRY:TARGET",
+                   help="another needle 'x,y,z:x,y,z' (more cryoprobes, a second trocar, "
+                   "another probe of the zone device); repeatable")
+    z.add_argument("--level", help="vertebral level of the lesion (e.g. L2): cord above the "
+                   "conus, cauda equina below (default: from the case or found automatically)")
+    z.add_argument("--case", metavar="CASE",
+                   help="a saved guideplan case: every trajectory and zone of it is evaluated")
     p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser(
@@ -133,7 +211,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("fixed", metavar="FIXED_DIR", help="planning CT (DICOM folder or sample case)")
     p.add_argument("moving", metavar="MOVING_DIR", help="prior study (DICOM folder)")
-    p.add_argument("--mode", default="rigid", choices=["rigid", "affine", "deformable"])
+    p.add_argument(
+        "--mode",
+        default="rigid",
+        choices=["rigid", "affine", "deformable"],
+        help="default rigid; deformable adds a B-spline on top (the JSON matrix stays linear)",
+    )
     p.add_argument("--landmarks", metavar="FILE.json", help="landmark pairs (format below)")
     p.add_argument(
         "--landmarks-only", action="store_true", help="fit the landmarks; no intensity refinement"
@@ -338,34 +421,74 @@ def _parse_point(text: str):
     return np.array(values)
 
 
-def _planning_context(args: argparse.Namespace):
+def _planning_inputs(args: argparse.Namespace):
+    """(volume, named masks from --labels or None, structures source) of plan/suggest."""
+    volume = _load_for_render(Path(args.series), None, _open_case_if_case(Path(args.series)))
+    if args.labels:
+        from guideplan.io.mask_io import read_masks
+
+        return volume, read_masks(args.labels, volume), f"labels: {args.labels}"
+    return volume, None, "automatic"
+
+
+def _planning_context(args: argparse.Namespace, inputs=None):
     """CT, structures (from --labels, else automatic) and device for plan/suggest."""
     from guideplan.planning.devices import load_catalog
     from guideplan.planning.path_analysis import PathContext
     from guideplan.planning.structures import auto_structures, structures_from_masks
 
-    volume = _load_for_render(Path(args.series), None, _open_case_if_case(Path(args.series)))
+    volume, named, source = inputs or _planning_inputs(args)
     catalog = load_catalog(*args.catalog)
     device = catalog.get(args.device) if args.device else catalog.default_needle()
-    if args.labels:
-        from guideplan.io.mask_io import read_masks
-
-        masks = read_masks(args.labels, volume)
+    if named is not None:
+        masks = dict(named)
         lesion = masks.pop("lesion", None)
-        structures, source = structures_from_masks(masks, volume), f"labels: {args.labels}"
+        structures = structures_from_masks(masks, volume)
     else:
         lesion = None
-        structures, source = auto_structures(volume), "automatic"
+        structures = auto_structures(volume)
     return PathContext(volume, structures, lesion=lesion), device, source
+
+
+def _wants_treatment(args: argparse.Namespace) -> bool:
+    return any(
+        v is not None for v in (args.zone_device, args.cement_ml, args.ethanol_ml)
+    )
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from guideplan.planning.path_analysis import analyze_path
 
-    ctx, device, source = _planning_context(args)
-    report = analyze_path(ctx, _parse_point(args.entry), _parse_point(args.target), device)
+    if args.case:
+        return _plan_case(args)
+    if not args.series or not args.target or not args.entry:
+        raise GuideplanError(
+            "plan needs the planning CT, --entry and --target (or --case CASE).",
+            hint="Example: guideplan plan CT_DIR --entry -45,112,1 --target 4,31,1.",
+        )
+    inputs = _planning_inputs(args)
+    if args.lesion:
+        from guideplan.io.mask_io import read_label_image
+
+        named = dict(inputs[1] or {})
+        named["lesion"] = read_label_image(args.lesion, inputs[0]) > 0
+        inputs = (inputs[0], named if inputs[1] is not None else None, inputs[2])
+        lesion_only = named["lesion"]
+    else:
+        lesion_only = None
+    if not args.device and _wants_treatment(args):
+        args.device = _treatment_path_device(args)
+    ctx, device, source = _planning_context(args, inputs)
+    if lesion_only is not None:
+        ctx.lesion = lesion_only
+    entry, target = _parse_point(args.entry), _parse_point(args.target)
+    report = analyze_path(ctx, entry, target, device)
     doc = report.to_json()
     doc["structures_source"] = source
+    treatment = None
+    if _wants_treatment(args):
+        treatment = _plan_treatment(args, inputs, ctx, lesion_only, entry, target)
+        doc["treatment"] = treatment
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
@@ -383,6 +506,185 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print(f"  {d['structure']}: {d['distance_mm']:.1f} mm (safety {d['threshold_mm']:g} mm)")
     for w in doc["warnings"]:
         print(f"  [{w['severity']}] {w['code']}: {w['message']}")
+    if treatment is not None:
+        _print_treatment(treatment)
+    return 0
+
+
+def _treatment_path_device(args: argparse.Namespace) -> str | None:
+    """The needle the path check uses when --device is not given: the zone device, else a
+    cement trocar for a cement-only plan."""
+    if args.zone_device:
+        return args.zone_device
+    if args.cement_ml is not None:
+        return args.cement_device or _default_of_kind(args, "cement_trocar")
+    return None
+
+
+def _default_of_kind(args: argparse.Namespace, kind: str) -> str:
+    from guideplan.planning.devices import CatalogError, load_catalog
+
+    found = load_catalog(*args.catalog).of_kind(kind)
+    if not found:
+        raise CatalogError(f"The catalog has no {kind.replace('_', ' ')}.",
+                           hint="Add one with --catalog.")
+    return found[0].id
+
+
+def _sample_case_target(series: str | None) -> tuple[str | None, str | None]:
+    """(level, host bone) stated by a bundled sample case's case.json (not its truth/)."""
+    if not series:
+        return None, None
+    info = Path(series) / "case.json"
+    if not info.is_file():
+        return None, None
+    try:
+        target = json.loads(info.read_text(encoding="utf-8")).get("target", {})
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(target, dict):
+        return None, None
+    return target.get("vertebral_level"), target.get("bone")
+
+
+def _plan_treatment(args, inputs, path_ctx, lesion_only, entry, target) -> dict:
+    """Zones of --zone-device / --cement-ml / --ethanol-ml and their evaluation."""
+    import numpy as np
+
+    from guideplan.planning.cement import predict_cement
+    from guideplan.planning.context import TreatmentContext
+    from guideplan.planning.devices import load_catalog
+    from guideplan.planning.evaluate import evaluate_plan
+    from guideplan.planning.zones import ablation_zone
+
+    volume, named, source = inputs
+    catalog = load_catalog(*args.catalog)
+    needles = [(entry, target)] + [_parse_path(text) for text in args.extra_path]
+    tips = np.array([t for _, t in needles])
+    level, host = _sample_case_target(args.series)
+    masks = dict(named) if named is not None else {}
+    if lesion_only is not None:
+        masks["lesion"] = lesion_only
+    ctx = TreatmentContext.from_masks(
+        volume, masks, roi_lps=tips, level=args.level or level, host=host,
+        margin_mm=args.margin_mm,
+    )
+    if named is None:  # automatic structures (the canal) plus the skin found from the CT
+        ctx.structures = list(path_ctx.structures) + [
+            f for f in ctx.structures if f.name == "skin"
+        ]
+    zones = []
+    zone_id = args.zone_device
+    if zone_id is None and args.ethanol_ml is not None:
+        zone_id = _default_of_kind(args, "ethanol_needle")
+    if zone_id is not None:
+        device = catalog.get(zone_id)
+        groups = [needles] if device.kind == "cryoprobe" else [[n] for n in needles]
+        for group in groups:
+            zones.append(
+                ablation_zone(
+                    ctx, device, group, power_w=args.power_w, time_s=args.time_s,
+                    freeze_s=args.freeze_s, ethanol_ml=args.ethanol_ml,
+                    clip_cortex=args.clip_cortex,
+                )
+            )
+    cement = None
+    if args.cement_ml is not None:
+        trocar = args.cement_device or (
+            args.device if args.device and catalog.get(args.device).kind == "cement_trocar"
+            else _default_of_kind(args, "cement_trocar")
+        )
+        cement = predict_cement(
+            ctx, tips, args.cement_ml, entries_lps=np.array([e for e, _ in needles]),
+            device_id=trocar,
+        )
+    evaluation = evaluate_plan(ctx, zones, cement)
+    out = evaluation.to_json()
+    out["structures_source"] = source
+    return out
+
+
+def _parse_path(text: str):
+    if ":" not in text:
+        raise GuideplanError(
+            f"{text!r} is not a needle path.", hint="Give --extra-path ENTRY:TARGET, e.g. "
+            "--extra-path -40,110,1:-2,40,1."
+        )
+    a, b = text.split(":", 1)
+    return _parse_point(a), _parse_point(b)
+
+
+def _print_treatment(doc: dict) -> None:
+    print("treatment (estimates):")
+    for zone in doc["zones"]:
+        fig = zone["figures"]
+        dims = zone.get("dimensions") or {}
+        size = (f"{dims['length_mm']:.0f} x {dims['width_mm']:.0f} mm, "
+                if dims.get("length_mm") else "")
+        cover = "" if fig["coverage_pct"] is None else (
+            f", lesion coverage {fig['coverage_pct']:.1f} %, min margin "
+            f"{fig['min_margin_mm']:+.1f} mm")
+        print(f"  {zone['model']} ({zone['device'] or 'cement'}): {size}"
+              f"{zone['volume_ml']:.2f} mL at {zone['center_lps']}{cover}")
+        for d in fig["distances"]:
+            at_least = ">= " if d.get("lower_bound") else ""
+            print(f"    {d['structure']}: {at_least}{d['distance_mm']:.1f} mm from the edge "
+                  f"(safety {d['threshold_mm']:g} mm)")
+    fill = (doc.get("cement") or {}).get("fill")
+    if fill:
+        body = fill["vertebral_body_fill_pct"]
+        print(f"  cement {fill['placed_ml']:.2f} mL"
+              + ("" if body is None else f", {body:.1f} % of the vertebral body "
+                 f"(strength {fill['strength_target_pct']:g} %)"))
+    for w in doc["warnings"]:
+        print(f"  [{w['severity']}] {w['code']}: {w['message']}")
+    print(f"  {doc['estimate_statement']}")
+
+
+def _plan_case(args: argparse.Namespace) -> int:
+    from guideplan.model.case import open_case
+    from guideplan.model.nodes import TrajectoryNode
+    from guideplan.model.treatment import evaluate_scene, treatment_context
+    from guideplan.planning.devices import load_catalog
+    from guideplan.planning.path_analysis import PathContext, analyze_path
+
+    scene = open_case(args.case)
+    catalog = load_catalog(*args.catalog)
+    ctx = treatment_context(scene, margin_mm=args.margin_mm, level=args.level)
+    path_ctx = PathContext(ctx.volume, ctx.structures, lesion=ctx.lesion)
+    trajectories = []
+    for node in scene.nodes_of(TrajectoryNode):
+        entry = {"id": node.id, "name": node.name, "device_id": node.device_id}
+        try:
+            device = catalog.get(node.device_id) if node.device_id else catalog.default_needle()
+            entry["path"] = analyze_path(path_ctx, node.entry, node.target, device).to_json()
+        except GuideplanError as exc:
+            entry["error"] = str(exc)
+        trajectories.append(entry)
+    plan = evaluate_scene(scene, catalog, ctx)
+    doc = {
+        "case": str(args.case),
+        "trajectories": trajectories,
+        "zones": [o.to_json() for o in plan.outcomes],
+        "treatment": None if plan.evaluation is None else plan.evaluation.to_json(),
+    }
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    for t in trajectories:
+        if "error" in t:
+            print(f"{t['name'] or t['id']}: {t['error']}")
+            continue
+        path = t["path"]
+        print(f"{t['name'] or t['id']} ({t['device_id'] or 'needle'}): {path['length_mm']} mm, "
+              f"{len(path['warnings'])} path warning(s)")
+    for o in doc["zones"]:
+        if "error" in o:
+            print(f"zone {o['name'] or o['node_id']}: {o['error']}")
+    if doc["treatment"] is not None:
+        _print_treatment(doc["treatment"])
+    else:
+        print("no zone to evaluate")
     return 0
 
 
@@ -511,8 +813,10 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     if args.out:
         labels = mask.astype(np.uint8)
         out = Path(args.out)
-        written = write_seg(out, labels, volume) if out.suffix.lower() == ".dcm" else \
-            write_labelmap(out, labels, volume)
+        if out.suffix.lower() == ".dcm":
+            written = write_seg(out, labels, volume, manual=False)
+        else:
+            written = write_labelmap(out, labels, volume)
         doc["out"] = str(written)
     if args.json:
         print(json.dumps(doc, indent=2))

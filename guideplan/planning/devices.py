@@ -1,8 +1,10 @@
-"""The device catalog: needles, trocars (and, later, ablation probes) as data.
+"""The device catalog: needles, cement trocars and ablation devices as data.
 
 Built-in entries live in ``resources/devices/catalog.json``; a user's catalog (same
 format) adds devices or overrides built-in ones by id. Nothing about a device is a
-literal in code.
+literal in code. Ablation devices (RF probes, microwave antennas, cryoprobes, ethanol
+needles) carry their zone chart in ``Device.data["zone"]`` (format: the catalog's
+``zone_schema``; read by :mod:`guideplan.planning.zones`).
 """
 
 from __future__ import annotations
