@@ -85,6 +85,12 @@ def named_masks(scene: Scene, volume: Volume) -> dict[str, np.ndarray]:
             name = info.name if info is not None else f"{node.name or 'label'} {int(value)}"
             mask = node.array == value
             out[name] = out[name] | mask if name in out else mask
+    if "body" in out:
+        # A label map holds one label per voxel: bone, lesion and organs painted over the
+        # body are still inside it (else the 'skin' would wrap every organ).
+        for name, mask in out.items():
+            if name != "body":
+                out["body"] |= mask
     return out
 
 

@@ -55,6 +55,7 @@ from guideplan.model.nodes import (
     TrajectoryNode,
     TransformNode,
     VolumeNode,
+    ZoneNode,
 )
 from guideplan.model.recovery import (
     Autosaver,
@@ -72,6 +73,7 @@ from guideplan.render.slice_view import Overlay2D
 from guideplan.ui.fusion_panel import FusionPanel
 from guideplan.ui.segment_panel import SegmentPanel
 from guideplan.ui.trajectory_panel import TrajectoryPanel
+from guideplan.ui.treatment_panel import TreatmentPanel
 from guideplan.ui.views import SliceWidget, View3DWidget
 from guideplan.ui.workers import _ACTIVE, run_task
 
@@ -111,6 +113,13 @@ class MainWindow(QMainWindow):
         self.needle_views = False
         self.active_prior: str | None = None
         self.label_layers: dict[str, LabelLayer] = {}
+        self.zone_layers: dict[str, LabelLayer] = {}
+        self._zone_actors: list = []
+        self._zone_timer = QTimer(self)
+        self._zone_timer.setSingleShot(True)
+        self._zone_timer.setInterval(150)
+        self._zone_timer.timeout.connect(self._update_zones)
+        self._zone_task = None
         self._stroke = 0
         self._last_brush: np.ndarray | None = None
         self._surface_actors: list = []
@@ -295,6 +304,11 @@ class MainWindow(QMainWindow):
         self.trajectory_panel.suggest_requested.connect(self.suggest_entries)
         self.trajectory_panel.suggestion_chosen.connect(self._use_suggestion)
         box.addWidget(self.trajectory_panel)
+        self.treatment_panel = TreatmentPanel(self.catalog)
+        self.treatment_panel.add_requested.connect(self.add_zone)
+        self.treatment_panel.remove_requested.connect(self.remove_zone)
+        self.treatment_panel.parameters_changed.connect(self._set_zone_parameters)
+        box.addWidget(self.treatment_panel)
         self.anonymize_box = QCheckBox("Hide patient identity")
         self.anonymize_box.toggled.connect(self.set_anonymize)
         box.addWidget(self.anonymize_box)
@@ -506,7 +520,11 @@ class MainWindow(QMainWindow):
         self.cursor = np.asarray(lps, dtype=float)
         for widget in self.slice_widgets.values():
             widget.slice_view.set_cursor(self.cursor)
-        for layer in [*self.fusion_layers.values(), *self.label_layers.values()]:
+        for layer in [
+            *self.fusion_layers.values(),
+            *self.label_layers.values(),
+            *self.zone_layers.values(),
+        ]:
             layer.update()
         if refresh:
             self._refresh_views()
@@ -1060,6 +1078,101 @@ class MainWindow(QMainWindow):
 
         run_task(self, task, done, "Updating structures", show_progress=False)
 
+    # -- treatment zones ---------------------------------------------------------------
+    ZONE_COLOURS: ClassVar[dict[int, tuple]] = {1: (1.0, 0.55, 0.1), 2: (0.85, 0.9, 1.0)}
+
+    def _zone_of_current(self) -> ZoneNode | None:
+        node = self._current()
+        if node is None:
+            return None
+        return next((z for z in self.scene.nodes_of(ZoneNode) if z.trajectory_id == node.id), None)
+
+    def add_zone(self, device_id: str) -> None:
+        node = self._current()
+        if node is None:
+            self.statusBar().showMessage("Place or select a needle first.", 5000)
+            return
+        device = self.catalog.get(device_id)
+        params: dict = {"device_id": device_id}
+        if device.kind in ("cement_trocar", "ethanol_needle"):
+            params["volume_ml"] = 3.0 if device.kind == "cement_trocar" else 2.0
+        zone = ZoneNode(
+            name=f"{device.name} on {node.name}", trajectory_id=node.id, parameters=params
+        )
+        self.scene.execute(AddNode(zone, text="Add treatment zone"))
+        self.treatment_panel.show_zone(params)
+
+    def remove_zone(self) -> None:
+        zone = self._zone_of_current()
+        if zone is not None:
+            self.scene.execute(RemoveNode(zone.id))
+
+    def _set_zone_parameters(self, values: dict) -> None:
+        zone = self._zone_of_current()
+        if zone is None:
+            return
+        params = {
+            **{
+                k: v
+                for k, v in zone.parameters.items()
+                if k not in ("power_w", "time_s", "volume_ml")
+            },
+            **values,
+        }
+        if params != zone.parameters:
+            self.scene.execute(SetField(zone.id, "parameters", params, text="Zone settings"))
+
+    def _update_zones(self) -> None:
+        """Recompute every zone and the plan's evaluation off the GUI thread."""
+        zones = self.scene.nodes_of(ZoneNode)
+        if self.planning is None or not zones:
+            self._show_zones(None)
+            return
+        if self._zone_task is not None and self._zone_task.running:
+            self._zone_timer.start()  # one computation at a time: try again shortly
+            return
+        from guideplan.model.treatment import evaluate_scene
+
+        scene, catalog = self.scene, self.catalog
+
+        def task(progress, cancel):
+            return evaluate_scene(scene, catalog)
+
+        self._zone_task = run_task(self, task, self._show_zones, "Zones", show_progress=False)
+
+    def _show_zones(self, plan) -> None:
+        volume = self.planning.volume if self.planning is not None else None
+        array = None
+        if plan is not None and volume is not None:
+            array = np.zeros(volume.array.shape, dtype=np.uint8)
+            for outcome in plan.outcomes:
+                if outcome.zone is None:
+                    continue
+                value = 2 if outcome.cement is not None else 1
+                array[outcome.zone.box][outcome.zone.mask] = value
+        for name, widget in self.slice_widgets.items():
+            layer = self.zone_layers.get(name)
+            if layer is None:
+                layer = self.zone_layers[name] = LabelLayer(widget.slice_view)
+            layer.set_labels(
+                None if array is None else volume.with_array(array), self.ZONE_COLOURS, 0.35
+            )
+            layer.modified()
+        renderer = self.view3d.view3d.renderer
+        for actor in self._zone_actors:
+            renderer.RemoveActor(actor)
+        self._zone_actors = []
+        if array is not None and array.any():
+            for label, poly in label_surfaces(volume.with_array(array), [1, 2]).items():
+                actor = surface_actor(poly, self.ZONE_COLOURS[label], 0.35)
+                renderer.AddActor(actor)
+                self._zone_actors.append(actor)
+        errors = [o.error for o in (plan.outcomes if plan else []) if o.error]
+        self.treatment_panel.show_evaluation(plan, errors[0] if errors else None)
+        zone = self._zone_of_current()
+        self.treatment_panel.show_zone(zone.parameters if zone else None)
+        self.render_all()
+
     # -- trajectories ------------------------------------------------------------------
     def _add_trajectory(self, entry, target) -> None:
         count = len(self.scene.nodes_of(TrajectoryNode))
@@ -1301,6 +1414,8 @@ class MainWindow(QMainWindow):
             self._refresh_measurement_list()
         if isinstance(node, TrajectoryNode):
             self._refresh_trajectories()
+        if isinstance(node, TrajectoryNode | ZoneNode | LabelMapNode):
+            self._zone_timer.start()
         if isinstance(node, LabelMapNode):
             self._refresh_labels(changed=True)
         if isinstance(node, TransformNode) or (
