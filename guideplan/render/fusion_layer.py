@@ -127,14 +127,7 @@ class FusionLayer:
         if self.volume is None or view.volume is None or view.frame is None:
             self.actor.VisibilityOff()
             return
-        self.reslice.SetOutputSpacing(view.reslice.GetOutputSpacing())
-        self.reslice.SetOutputOrigin(view.reslice.GetOutputOrigin())
-        self.reslice.SetOutputExtent(view.reslice.GetOutputExtent())
-        plane_to_lps = view.frame.plane_to_lps_matrix(view.depth)
-        lps_to_local = np.linalg.inv(vtk_image.local_to_lps(self.volume))
-        axes = lps_to_local @ self.matrix @ plane_to_lps
-        self.reslice.SetResliceAxes(vtk_image.to_vtk_matrix(axes))
-        self.reslice.Modified()
+        view.follow(self.reslice, self.volume, self.matrix)
         if self.mode == "checker":
             self._update_pattern()
         self._apply_visibility()

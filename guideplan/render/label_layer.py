@@ -80,13 +80,7 @@ class LabelLayer:
         if self.volume is None or view.frame is None:
             self.actor.VisibilityOff()
             return
-        self.reslice.SetOutputSpacing(view.reslice.GetOutputSpacing())
-        self.reslice.SetOutputOrigin(view.reslice.GetOutputOrigin())
-        self.reslice.SetOutputExtent(view.reslice.GetOutputExtent())
-        plane_to_lps = view.frame.plane_to_lps_matrix(view.depth)
-        lps_to_local = np.linalg.inv(vtk_image.local_to_lps(self.volume))
-        self.reslice.SetResliceAxes(vtk_image.to_vtk_matrix(lps_to_local @ plane_to_lps))
-        self.reslice.Modified()
+        view.follow(self.reslice, self.volume)
         self.actor.VisibilityOn()
 
     def remove(self) -> None:

@@ -319,6 +319,22 @@ class SliceView:
         dx, dy = coord.GetComputedDoubleDisplayValue(self.renderer)
         return float(dx), float(dy)
 
+    def follow(
+        self, reslice: vtkImageReslice, volume: Volume, fixed_to_moving: np.ndarray | None = None
+    ) -> None:
+        """Make another reslice (a fused prior, a label map) sample ``volume`` on this
+        view's plane and output grid, through ``fixed_to_moving`` (LPS -> LPS) if given,
+        so its pixels sit exactly over this view's."""
+        reslice.SetOutputSpacing(self.reslice.GetOutputSpacing())
+        reslice.SetOutputOrigin(self.reslice.GetOutputOrigin())
+        reslice.SetOutputExtent(self.reslice.GetOutputExtent())
+        plane_to_lps = self.frame.plane_to_lps_matrix(self.depth)
+        if fixed_to_moving is not None:
+            plane_to_lps = fixed_to_moving @ plane_to_lps
+        lps_to_local = np.linalg.inv(vtk_image.local_to_lps(volume))
+        reslice.SetResliceAxes(vtk_image.to_vtk_matrix(lps_to_local @ plane_to_lps))
+        reslice.Modified()
+
     # -- internals -----------------------------------------------------------------------
     def _update_reslice_axes(self) -> None:
         assert self.volume is not None and self.frame is not None

@@ -414,7 +414,6 @@ class MainWindow(QMainWindow):
 
     def open_path(self, path: str | Path, pick_planning: bool = False) -> None:
         """Open a DICOM folder/zip/file (a series picker when it holds several series)."""
-        from guideplan.io import choose_planning_series, load_series_info, scan
 
         path = Path(path)
         if is_case(path):
@@ -425,12 +424,17 @@ class MainWindow(QMainWindow):
         if (path / "ct").is_dir() and pick_planning:
             path = path / "ct"
 
-        def scan_task(progress, cancel):
-            return scan(path, progress=progress, cancel=cancel)
+        self.load_series_from(
+            path, self.set_planning_volume, "Loading series", ask=not pick_planning
+        )
+
+    def load_series_from(self, path: Path, on_loaded, title: str, ask: bool = True) -> None:
+        """Scan ``path`` and load one series in the background: the planning CT, or the
+        one the user picks when the folder holds several (``ask``)."""
+        from guideplan.io import choose_planning_series, load_series_info, scan
 
         def scanned(report) -> None:
-            volumes = report.volumes
-            if len(volumes) > 1 and not pick_planning:
+            if len(report.volumes) > 1 and ask:
                 from guideplan.ui.dialogs import SeriesPicker
 
                 picker = SeriesPicker(report, self)
@@ -439,13 +443,19 @@ class MainWindow(QMainWindow):
                 info = picker.selected()
             else:
                 info = choose_planning_series(report)
+            run_task(
+                self,
+                lambda progress, cancel: load_series_info(info, progress=progress, cancel=cancel),
+                on_loaded,
+                title,
+            )
 
-            def load_task(progress, cancel):
-                return load_series_info(info, progress=progress, cancel=cancel)
-
-            run_task(self, load_task, self.set_planning_volume, "Loading series")
-
-        run_task(self, scan_task, scanned, "Scanning")
+        run_task(
+            self,
+            lambda progress, cancel: scan(path, progress=progress, cancel=cancel),
+            scanned,
+            "Scanning",
+        )
 
     def set_planning_volume(self, volume: Volume) -> None:
         """Start a new, unsaved plan on this volume."""
@@ -688,31 +698,7 @@ class MainWindow(QMainWindow):
 
     def add_prior_from(self, path: Path) -> None:
         """Load a prior series (asking which if several) and add it to the plan."""
-        from guideplan.io import choose_planning_series, load_series_info, scan
-
-        def scanned(report) -> None:
-            volumes = report.volumes
-            if len(volumes) > 1:
-                from guideplan.ui.dialogs import SeriesPicker
-
-                picker = SeriesPicker(report, self)
-                if not picker.exec():
-                    return
-                info = picker.selected()
-            else:
-                info = choose_planning_series(report)
-
-            def load(progress, cancel):
-                return load_series_info(info, progress=progress, cancel=cancel)
-
-            run_task(self, load, self._add_prior_volume, "Loading prior study")
-
-        run_task(
-            self,
-            lambda progress, cancel: scan(path, progress=progress, cancel=cancel),
-            scanned,
-            "Scanning",
-        )
+        self.load_series_from(path, self._add_prior_volume, "Loading prior study")
 
     def _add_prior_volume(self, volume: Volume) -> None:
         name = f"{volume.modality} {volume.meta.get('description') or 'prior'}".strip()
