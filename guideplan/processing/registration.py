@@ -705,29 +705,48 @@ class _Intensity:
     def _search(
         self, level: _Level, starts: list[tuple[str, np.ndarray]], centre: np.ndarray
     ) -> list[tuple[str, sitk.Euler3DTransform]]:
-        """Translation grid around each start at the coarse level; the best few distinct.
+        """Poses around each start scored at the coarse level; the best few distinct ones.
 
-        A local optimiser started 5 cm away can lock onto the neighbouring vertebra; a
-        grid of a few thousand evaluations on the coarse images finds the right basin.
+        A local optimiser started 5 cm away can lock onto the neighbouring vertebra, and
+        one started 12 degrees off may never turn far enough. So each start is tried
+        unrotated and turned +-``rotation_deg`` about each axis (through the region's
+        centre), each with a translation grid; the best distinct poses go on.
         """
         search = self.settings.search
         step = float(search["step_mm"])
+        angle = float(search["rotation_deg"])
+        turns = [np.zeros(3)] + [sign * angle * np.eye(3)[a] for a in range(3) for sign in (1, -1)]
         scored: list[tuple[float, str, np.ndarray]] = []
         scorer = self._scorer(level)
-        for n_start, (name, matrix) in enumerate(starts):
+        distinct: list[tuple[str, np.ndarray]] = []
+        for name, m in starts:  # starts closer than a grid step share one search
+            at_centre = geometry.apply_affine(m, centre)
+            if all(
+                np.linalg.norm(at_centre - geometry.apply_affine(d, centre)) >= step
+                for _, d in distinct
+            ):
+                distinct.append((name, m))
+        poses = [
+            (name, m @ geometry.rigid_matrix(t, (0, 0, 0), centre))
+            for name, m in distinct
+            for t in turns
+        ]
+        for n_pose, (name, matrix) in enumerate(poses):
             check_cancel(self.cancel, "The registration")
-            self.progress(0.05 + 0.05 * n_start / len(starts), "Searching the start")
+            self.progress(0.05 + 0.05 * n_pose / len(poses), "Searching the start")
             scores, shifts = scorer.scores(matrix, float(search["range_mm"]), step)
             ranked = [n for n in np.argsort(-np.nan_to_num(scores, nan=-np.inf)) if scores[n] > 0]
-            scored += [(float(scores[n]), name, _shifted(matrix, shifts[n])) for n in ranked[:50]]
+            scored += [(float(scores[n]), name, _shifted(matrix, shifts[n])) for n in ranked[:20]]
         scored.sort(key=lambda item: -item[0])
+        # Distinct: no probe point 6 cm around the centre within 1.5 grid steps of a kept pose.
+        probes = centre + 60.0 * np.vstack([np.eye(3), -np.eye(3)])
         chosen: list[tuple[str, sitk.Euler3DTransform]] = []
         kept: list[np.ndarray] = []
         for _score, name, matrix in scored:
-            at_centre = geometry.apply_affine(matrix, centre)
-            if any(np.linalg.norm(at_centre - k) < 1.5 * step for k in kept):
+            mapped = geometry.apply_affine(matrix, probes)
+            if any(np.abs(mapped - k).max() < 1.5 * step for k in kept):
                 continue
-            kept.append(at_centre)
+            kept.append(mapped)
             chosen.append((name, _euler(matrix, centre)))
             if len(chosen) == int(search["candidates"]):
                 break
@@ -831,12 +850,18 @@ class _Intensity:
 
 
 class _GridScorer:
-    """Normalised mutual information of the domain's samples under many translations.
+    """Normalised mutual information of the domain's samples under many poses.
 
-    Pure numpy, vectorised over the whole grid: one joint histogram per translation by
-    a single ``bincount``. NMI (Studholme 1999) does not reward small overlaps the way
-    plain MI does, which matters when a shifted start leaves half the samples outside.
+    Pure numpy, vectorised over a whole translation grid: nearest-neighbour look-ups in
+    the pre-binned other image and one joint histogram per pose by a single
+    ``bincount`` (a grid of 729 poses costs a few tens of milliseconds). Samples that
+    fall outside the other image count in an extra "outside" bin: they raise the joint
+    entropy, so a pose is not rewarded for sliding the images apart until only an easy
+    strip overlaps, which plain (N)MI over the overlap does.
     """
+
+    #: Poses leaving fewer of the samples than this inside the other image are skipped.
+    MIN_OVERLAP = 0.3
 
     def __init__(self, level: _Level, bins: int, n_samples: int, seed: int) -> None:
         domain = sitk.GetArrayViewFromImage(level.fixed)
@@ -852,11 +877,17 @@ class _GridScorer:
         to_lps = _index_to_lps(level.fixed)
         self.points = geometry.apply_affine(to_lps, np.stack([i, j, k], 1).astype(float))
         self.bins = bins
-        self.a_bins = _to_bins(domain.ravel()[pick], bins)
-        self.other = sitk.GetArrayViewFromImage(level.moving)
+        self.a_bins = _to_bins(domain.ravel()[pick], bins).astype(np.int32)
+        other = sitk.GetArrayViewFromImage(level.moving)
+        self.other_shape = other.shape  # (nk, nj, ni)
+        self.other_bins = _to_bins(other.ravel(), bins).astype(np.int32)
         self.other_to_index = np.linalg.inv(_index_to_lps(level.moving))
-        lo, hi = float(self.other.min()), float(self.other.max())
-        self.other_range = (lo, max(hi, lo + 1e-3))
+        # Every sample is counted (outside ones in their own bin), so N is fixed and
+        # entropies are table look-ups: H = log N - sum(c log c) / N over the counts c.
+        self._n = max(len(pick), 1)
+        counts = np.arange(len(pick) + 1, dtype=float)
+        self._c_log_c = counts * np.log(np.maximum(counts, 1.0))
+        self._h_a = self._entropy(np.bincount(self.a_bins, minlength=bins)[None, :])[0]
 
     def scores(
         self, matrix: np.ndarray, range_mm: float, step_mm: float
@@ -866,55 +897,37 @@ class _GridScorer:
         shifts = np.stack(np.meshgrid(ticks, ticks, ticks, indexing="ij"), -1).reshape(-1, 3)
         base = geometry.apply_affine(self.other_to_index @ matrix, self.points)  # (n, 3)
         offsets = shifts @ self.other_to_index[:3, :3].T  # (m, 3)
-        nb = self.bins
+        nk, nj, ni = self.other_shape
+        na, nb = self.bins, self.bins + 1  # the other image's last bin: "outside"
         out = np.full(len(shifts), np.nan)
         chunk = max(1, 400_000 // len(base))
         for c0 in range(0, len(shifts), chunk):
-            idx = base[None, :, :] + offsets[c0 : c0 + chunk, None, :]  # (m, n, 3) i, j, k
-            values, inside = _trilinear(self.other, idx)
-            b_bins = _to_bins(values, nb, self.other_range)
-            rows = np.broadcast_to(np.arange(idx.shape[0])[:, None], inside.shape)
-            code = (rows * nb + self.a_bins[None, :]) * nb + b_bins
-            joint = np.bincount(code[inside], minlength=idx.shape[0] * nb * nb)
-            joint = joint.reshape(idx.shape[0], nb, nb).astype(float)
-            out[c0 : c0 + chunk] = _nmi(joint, min_count=0.3 * len(base))
+            off = offsets[c0 : c0 + chunk].astype(np.float32)
+            # Per axis (m, n) int32 indices; as unsigned, negatives fail the "< size" test.
+            i, j, k = (
+                np.rint(base[None, :, a].astype(np.float32) + off[:, a, None]).astype(np.int32)
+                for a in range(3)
+            )
+            inside = (i.view(np.uint32) < ni) & (j.view(np.uint32) < nj) & (k.view(np.uint32) < nk)
+            flat = np.where(inside, (k * nj + j) * ni + i, 0)
+            b_bins = np.where(inside, self.other_bins[flat], na)
+            rows = np.arange(len(off), dtype=np.int32)[:, None]
+            code = (rows * na + self.a_bins[None, :]) * nb + b_bins
+            joint = np.bincount(code.ravel(), minlength=len(off) * na * nb)
+            nmi = self._nmi(joint.reshape(len(off), na, nb))
+            enough = inside.mean(axis=1) >= self.MIN_OVERLAP
+            out[c0 : c0 + chunk] = np.where(enough, nmi, np.nan)
         return out, shifts
 
+    def _entropy(self, counts: np.ndarray) -> np.ndarray:
+        """Entropy of each row (all axes but the first) of integer sample counts."""
+        flat = counts.reshape(counts.shape[0], -1)
+        return math.log(self._n) - self._c_log_c[flat].sum(axis=1) / self._n
 
-def _nmi(joint: np.ndarray, min_count: float) -> np.ndarray:
-    """(H(A) + H(B)) / H(A, B) per histogram; NaN where fewer than ``min_count`` samples."""
-    total = joint.sum(axis=(1, 2))
-    p = joint / np.maximum(total, 1)[:, None, None]
-
-    def entropy(q: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-        return -np.sum(np.where(q > 0, q * np.log(np.where(q > 0, q, 1)), 0.0), axis=axes)
-
-    h_ab = entropy(p, (1, 2))
-    h_a, h_b = entropy(p.sum(axis=2), (1,)), entropy(p.sum(axis=1), (1,))
-    nmi = (h_a + h_b) / np.maximum(h_ab, 1e-12)
-    return np.where(total >= min_count, nmi, np.nan)
-
-
-def _trilinear(array: np.ndarray, ijk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Linear interpolation of a [k, j, i] array at continuous (i, j, k); inside flags."""
-    nk, nj, ni = array.shape
-    size = np.array([ni, nj, nk], dtype=np.float32)
-    q = ijk.astype(np.float32)
-    inside = np.all((q >= 0) & (q <= size - 1), axis=-1)
-    q = np.clip(q, 0, np.maximum(size - 1.001, 0))
-    f = q.astype(np.intp)  # q >= 0: truncation is floor
-    t = q - f
-    flat = array.ravel()
-    base = (f[..., 2] * nj + f[..., 1]) * ni + f[..., 0]
-    di, dj, dk = int(ni > 1), ni * int(nj > 1), ni * nj * int(nk > 1)
-    ti, tj, tk = t[..., 0], t[..., 1], t[..., 2]
-    out = None
-    for ok, wk in ((0, 1 - tk), (dk, tk)):
-        for oj, wj in ((0, 1 - tj), (dj, tj)):
-            row = flat[base + ok + oj] * (1 - ti) + flat[base + ok + oj + di] * ti
-            term = row * (wj * wk)
-            out = term if out is None else out + term
-    return out, inside
+    def _nmi(self, joint: np.ndarray) -> np.ndarray:
+        """(H(A) + H(B)) / H(A, B) (Studholme) of a stack of joint count histograms."""
+        h_b = self._entropy(joint.sum(axis=1))
+        return (self._h_a + h_b) / np.maximum(self._entropy(joint), 1e-12)
 
 
 def _to_bins(
