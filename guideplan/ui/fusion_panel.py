@@ -35,6 +35,8 @@ class FusionPanel(QWidget):
     register_requested = Signal(str, bool)  # mode, only around the cursor
     reset_requested = Signal()
     export_requested = Signal()
+    landmark_tool = Signal()
+    landmarks_cleared = Signal()
 
     def __init__(self) -> None:
         super().__init__()
@@ -102,6 +104,30 @@ class FusionPanel(QWidget):
         row.addWidget(self.local)
         box.addLayout(row)
         row = QHBoxLayout()
+        pick = QPushButton("Landmark pairs")
+        pick.setToolTip(
+            "Click a point on the CT, then the same point on the prior (shown "
+            "fused); three pairs or more start the registration from them"
+        )
+        pick.clicked.connect(self.landmark_tool.emit)
+        row.addWidget(pick)
+        clear = QPushButton("Clear pairs")
+        clear.clicked.connect(self.landmarks_cleared.emit)
+        row.addWidget(clear)
+        self.landmarks_only = QCheckBox("landmarks only")
+        row.addWidget(self.landmarks_only)
+        box.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Prior W/L"))
+        self.window = QDoubleSpinBox()
+        self.window.setRange(1.0, 10000.0)
+        self.level = QDoubleSpinBox()
+        self.level.setRange(-3000.0, 10000.0)
+        for spin in (self.window, self.level):
+            spin.editingFinished.connect(self._window_level)
+            row.addWidget(spin)
+        box.addLayout(row)
+        row = QHBoxLayout()
         for label, slot in (
             ("Register", self._register),
             ("Reset", self.reset_requested.emit),
@@ -118,6 +144,10 @@ class FusionPanel(QWidget):
         self.quality.setWordWrap(True)
         box.addWidget(self.quality)
         self.set_enabled(False)
+
+    def _window_level(self) -> None:
+        self.display_changed.emit("display.window", self.window.value())
+        self.display_changed.emit("display.level", self.level.value())
 
     def _register(self) -> None:
         self.register_requested.emit(self.reg_mode.currentData(), self.local.isChecked())
@@ -150,6 +180,11 @@ class FusionPanel(QWidget):
             if index >= 0:
                 combo.setCurrentIndex(index)
         self.opacity.setValue(int(round(display.opacity * 100)))
+        for spin, value in ((self.window, display.window), (self.level, display.level)):
+            if value is not None:
+                spin.blockSignals(True)
+                spin.setValue(float(value))
+                spin.blockSignals(False)
         self.checker.setValue(float(display.checker_mm))
         self.visible.blockSignals(True)
         self.visible.setChecked(bool(display.visible))

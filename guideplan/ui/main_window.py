@@ -32,13 +32,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from guideplan.core import geometry
 from guideplan.core.errors import GuideplanError
 from guideplan.core.labelmap import load_label_table
 from guideplan.core.resources import window_level_presets
 from guideplan.core.volume import Volume
 from guideplan.io.case_file import is_case
 from guideplan.model.case import open_case, save_case
-from guideplan.model.commands import AddNode, RemoveNode, SetField, SetFields
+from guideplan.model.commands import AddNode, Group, RemoveNode, SetField, SetFields
 from guideplan.model.fusion import (
     add_prior,
     apply_registration,
@@ -50,6 +51,7 @@ from guideplan.model.label_commands import edit_labels, stroke_key
 from guideplan.model.nodes import (
     LabelInfo,
     LabelMapNode,
+    LandmarkNode,
     MeasurementNode,
     Node,
     TrajectoryNode,
@@ -288,6 +290,8 @@ class MainWindow(QMainWindow):
         self.fusion_panel.register_requested.connect(self.register_prior)
         self.fusion_panel.reset_requested.connect(self.reset_fusion)
         self.fusion_panel.export_requested.connect(self.export_tfm)
+        self.fusion_panel.landmark_tool.connect(lambda: self.set_tool("landmark"))
+        self.fusion_panel.landmarks_cleared.connect(self.clear_landmarks)
         box.addWidget(self.fusion_panel)
         self.label_table = load_label_table()
         self.segment_panel = SegmentPanel(self.label_table)
@@ -626,6 +630,8 @@ class MainWindow(QMainWindow):
                 "trajectory": "Trajectory: click the target, then the skin entry point. "
                 "Drag either end afterwards.",
                 "grow": "Grow lesion: click inside the lesion.",
+                "landmark": "Landmarks: click a point on the CT, then the same point on the "
+                "fused prior; repeat (three pairs or more).",
                 "brush": "Brush: paint the chosen label (size in the panel).",
                 "erase": "Erase: remove the chosen label under the brush.",
             }[tool],
@@ -647,6 +653,8 @@ class MainWindow(QMainWindow):
             if len(self._pending_points) == 3:
                 self._add_measurement(self._pending_points, "angle")
                 self._pending_points = []
+        elif self.tool == "landmark" and not released:
+            self.add_landmark(lps)
         elif self.tool == "grow" and not released:
             self.grow_lesion(lps)
         elif self.tool in ("brush", "erase"):
@@ -769,9 +777,22 @@ class MainWindow(QMainWindow):
         fixed, moving = self.planning.volume, node.volume
         mask = (*map(float, self.cursor), 40.0) if local else None
         transform_id = transform.id
+        pairs = self.landmark_pairs()
+        landmarks = pairs if len(pairs) >= 3 else None
+        only = landmarks is not None and self.fusion_panel.landmarks_only.isChecked()
 
         def task(progress, cancel):
-            return register(fixed, moving, mode, mask_lps=mask, progress=progress, cancel=cancel)
+            return register(
+                fixed,
+                moving,
+                mode,
+                mask_lps=mask,
+                progress=progress,
+                cancel=cancel,
+                landmarks=landmarks,
+                init="landmarks" if landmarks is not None else "auto",
+                refine=not only,
+            )
 
         def done(result) -> None:
             self.scene.execute(apply_registration(transform_id, result))
@@ -780,6 +801,58 @@ class MainWindow(QMainWindow):
             )
 
         run_task(self, task, done, "Registering prior study")
+
+    def _landmark_nodes(self, create: bool = False):
+        """(CT landmarks, prior landmarks) of the active prior: matched by index."""
+        node, _ = self._prior()
+        if node is None or self.planning is None:
+            return None, None
+        found = {n.volume_id: n for n in self.scene.nodes_of(LandmarkNode)}
+        fixed, moving = found.get(self.planning.id), found.get(node.id)
+        if create and (fixed is None or moving is None):
+            fixed = fixed or LandmarkNode(name="CT landmarks", volume_id=self.planning.id)
+            moving = moving or LandmarkNode(name=f"{node.name} landmarks", volume_id=node.id)
+            fixed.display.color, moving.display.color = (0.2, 1.0, 1.0), (1.0, 0.3, 1.0)
+            adds = [AddNode(n) for n in (fixed, moving) if n.id not in self.scene]
+            self.scene.execute(Group(adds, text="Landmarks"))
+        return fixed, moving
+
+    def landmark_pairs(self) -> list[tuple[tuple, tuple]]:
+        fixed, moving = self._landmark_nodes()
+        if fixed is None or moving is None:
+            return []
+        return list(zip(fixed.points, moving.points, strict=False))
+
+    def add_landmark(self, lps) -> None:
+        """Odd clicks: a CT point; even clicks: the same feature on the fused prior, stored
+        in the prior's own coordinates (through the current transform)."""
+        node, transform = self._prior()
+        if node is None or transform is None:
+            self.statusBar().showMessage("Add a prior study first.", 5000)
+            return
+        fixed, moving = self._landmark_nodes(create=True)
+        point = tuple(float(v) for v in lps)
+        if len(fixed.points) <= len(moving.points):
+            self.scene.execute(
+                SetField(fixed.id, "points", [*fixed.points, point], text="CT landmark")
+            )
+        else:
+            mapped = geometry.apply_affine(transform.matrix, np.asarray(point))
+            self.scene.execute(
+                SetField(
+                    moving.id,
+                    "points",
+                    [*moving.points, tuple(float(v) for v in mapped)],
+                    text="Prior landmark",
+                )
+            )
+        self.statusBar().showMessage(f"{len(self.landmark_pairs())} landmark pair(s)", 4000)
+
+    def clear_landmarks(self) -> None:
+        fixed, moving = self._landmark_nodes()
+        commands = [RemoveNode(n.id) for n in (fixed, moving) if n is not None]
+        if commands:
+            self.scene.execute(Group(commands, text="Clear landmarks"))
 
     def reset_fusion(self) -> None:
         _, transform = self._prior()
@@ -1398,6 +1471,8 @@ class MainWindow(QMainWindow):
             self._sync_preset_combo()
         if isinstance(node, MeasurementNode):
             self._refresh_measurement_list()
+        if isinstance(node, LandmarkNode):
+            self._refresh_views()
         if isinstance(node, TrajectoryNode):
             self._refresh_trajectories()
         if isinstance(node, TrajectoryNode | ZoneNode | LabelMapNode):
@@ -1423,6 +1498,16 @@ class MainWindow(QMainWindow):
             for n in self.scene.nodes_of(MeasurementNode)
             if n.display.visible
         ]
+        prior, transform = self._prior()
+        for n in self.scene.nodes_of(LandmarkNode):
+            shown = n.points
+            if prior is not None and n.volume_id == prior.id and transform is not None:
+                back = np.linalg.inv(transform.matrix)  # prior points where they show
+                shown = [tuple(geometry.apply_affine(back, np.asarray(p))) for p in n.points]
+            for index, point in enumerate(shown, start=1):
+                overlays.append(
+                    Overlay2D([point, point], f"{index}", tuple(n.display.color), needle=True)
+                )
         for n in self.scene.nodes_of(TrajectoryNode):
             if n.display.visible:
                 label = n.name if n.id == self.current_trajectory else ""

@@ -80,3 +80,25 @@ def test_prior_and_transform_survive_save_and_reopen(window, qtbot, prior_series
     np.testing.assert_allclose(reopened.matrix, matrix, atol=1e-9)
     assert node.volume.meta["description"] == "prior CT"
     assert again.fusion_layers["axial"].volume is node.volume
+
+
+def test_landmark_pairs_drive_a_landmark_only_registration(window, qtbot, prior_series):
+    _, transform = _add_prior(window, qtbot, prior_series)
+    centre = window.planning.volume.center_lps()
+    offsets = [(20.0, 0.0, 0.0), (0.0, -20.0, 0.0), (0.0, 0.0, 25.0), (-15.0, 10.0, -10.0)]
+    for offset in offsets:
+        ct_point = centre + np.array(offset)
+        window.add_landmark(ct_point)  # the feature on the CT
+        window.add_landmark(ct_point + SHIFT)  # the same feature where the prior shows it
+    assert len(window.landmark_pairs()) == 4
+    window.fusion_panel.landmarks_only.setChecked(True)
+    window.register_prior("rigid", local=False)
+    qtbot.waitUntil(lambda: bool(transform.metric), timeout=60000)
+    np.testing.assert_allclose(transform.matrix[:3, 3], SHIFT, atol=1e-6)
+    assert transform.metric["method"] == "landmarks"
+    assert transform.metric["tre_mm"] < 1e-6
+    assert "TRE" in window.fusion_panel.quality.text()
+    window.clear_landmarks()
+    assert window.landmark_pairs() == []
+    window.act_undo.trigger()
+    assert len(window.landmark_pairs()) == 4
