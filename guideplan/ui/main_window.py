@@ -152,6 +152,9 @@ class MainWindow(QMainWindow):
             widget.tool_point.connect(self._on_tool_point)
             widget.tool_drag.connect(self._on_tool_drag)
             widget.handle_dragged.connect(self._on_handle_dragged)
+            widget.prior_dragged.connect(
+                lambda right, up, done, view=widget.view: self._drag_prior(view, right, up, done)
+            )
             widget.handle_picker = self._pick_handle
         self.view3d.hovered.connect(self._on_view_hovered)
         self.recent = RecentCases()
@@ -781,6 +784,8 @@ class MainWindow(QMainWindow):
         landmarks = pairs if len(pairs) >= 3 else None
         only = landmarks is not None and self.fusion_panel.landmarks_only.isChecked()
 
+        rigid = mask if mode == "deformable" else None  # keep the treated bone rigid
+
         def task(progress, cancel):
             return register(
                 fixed,
@@ -792,6 +797,7 @@ class MainWindow(QMainWindow):
                 landmarks=landmarks,
                 init="landmarks" if landmarks is not None else "auto",
                 refine=not only,
+                rigid_region=rigid,
             )
 
         def done(result) -> None:
@@ -890,6 +896,19 @@ class MainWindow(QMainWindow):
             command = nudge_command(self.scene, transform.id, translation_mm=tuple(move))
         self.scene.execute(command)
         return True
+
+    def _drag_prior(self, view: str, right_mm: float, up_mm: float, finished: bool) -> None:
+        """Ctrl+drag in a slice view moves the fused prior with the mouse (one undo step)."""
+        if finished:
+            self.scene.history.seal()
+            return
+        _, transform = self._prior()
+        widget = self.slice_widgets.get(view)
+        if transform is None or widget is None or widget.slice_view.frame is None:
+            return
+        frame = widget.slice_view.frame
+        move = frame.u * right_mm + frame.v * up_mm
+        self.scene.execute(nudge_command(self.scene, transform.id, translation_mm=tuple(move)))
 
     def keyPressEvent(self, event) -> None:
         keys = {

@@ -80,6 +80,8 @@ class SliceWidget(QFrame):
     camera_changed = Signal()
     #: Dragging a plan handle (e.g. a needle's entry): key, LPS point, finished?
     handle_dragged = Signal(object, object, bool)
+    #: Ctrl+left-drag: move the fused prior by (right, up) mm in this plane; finished?
+    prior_dragged = Signal(float, float, bool)
 
     def __init__(self, view: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -149,6 +151,10 @@ class SliceWidget(QFrame):
             button == Qt.MouseButton.LeftButton and shift
         ):
             self._drag = "pan"
+        elif button == Qt.MouseButton.LeftButton and (
+            event.modifiers() & Qt.KeyboardModifier.ControlModifier
+        ):
+            self._drag = "prior"
         elif button == Qt.MouseButton.LeftButton:
             lps = self.lps_at(self._last)
             if lps is None:
@@ -181,6 +187,9 @@ class SliceWidget(QFrame):
             lps = self.lps_at(pos)
             if lps is not None:
                 self.tool_drag.emit(lps)
+        elif self._drag == "prior":
+            mm = self.slice_view.mm_per_pixel() * self.canvas.devicePixelRatioF()
+            self.prior_dragged.emit(dx * mm, -dy * mm, False)
         elif self._drag == "handle":
             lps = self.lps_at(pos)
             if lps is not None:
@@ -189,7 +198,9 @@ class SliceWidget(QFrame):
         self.hover_lps.emit(self.lps_at(pos))
 
     def handle_release(self, event: QMouseEvent) -> None:
-        if self._drag == "handle":
+        if self._drag == "prior":
+            self.prior_dragged.emit(0.0, 0.0, True)
+        elif self._drag == "handle":
             self.handle_dragged.emit(self._handle, None, True)
             self._handle = None
         elif self._drag == "wl":

@@ -102,3 +102,26 @@ def test_landmark_pairs_drive_a_landmark_only_registration(window, qtbot, prior_
     assert window.landmark_pairs() == []
     window.act_undo.trigger()
     assert len(window.landmark_pairs()) == 4
+
+
+def test_ctrl_drag_moves_the_prior_as_one_step(window, qtbot, prior_series):
+    from PySide6.QtCore import QPoint, Qt
+
+    from tests.ui.test_main_window import _mouse
+
+    _, transform = _add_prior(window, qtbot, prior_series)
+    canvas = window.slice_widgets["axial"].canvas
+    start, end = QPoint(200, 200), QPoint(260, 200)
+    ctrl = Qt.KeyboardModifier.ControlModifier
+    for kind, pos, buttons in (
+        ("press", start, None),
+        ("move", QPoint(230, 200), None),
+        ("move", end, None),
+        ("release", end, None),
+    ):
+        _mouse(canvas, kind, pos, buttons=buttons, modifiers=ctrl)
+    moved = -transform.matrix[0, 3]  # the prior moved toward the patient's left (+x)
+    mm = 60 * window.slice_widgets["axial"].slice_view.mm_per_pixel()
+    assert moved == pytest.approx(mm * canvas.devicePixelRatioF(), rel=0.05)
+    window.act_undo.trigger()
+    np.testing.assert_allclose(transform.matrix, np.eye(4))

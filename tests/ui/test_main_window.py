@@ -10,7 +10,14 @@ from PySide6.QtWidgets import QApplication
 from guideplan.model.nodes import MeasurementNode
 
 
-def _mouse(widget, kind, pos: QPoint, button=Qt.MouseButton.LeftButton, buttons=None):
+def _mouse(
+    widget,
+    kind,
+    pos: QPoint,
+    button=Qt.MouseButton.LeftButton,
+    buttons=None,
+    modifiers=Qt.KeyboardModifier.NoModifier,
+):
     event_type = {
         "press": QEvent.Type.MouseButtonPress,
         "move": QEvent.Type.MouseMove,
@@ -27,7 +34,7 @@ def _mouse(widget, kind, pos: QPoint, button=Qt.MouseButton.LeftButton, buttons=
         QPointF(widget.mapToGlobal(pos)),
         button,
         buttons,
-        Qt.KeyboardModifier.NoModifier,
+        modifiers,
     )
     QApplication.sendEvent(widget, event)
 

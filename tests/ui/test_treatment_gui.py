@@ -14,9 +14,16 @@ def test_rf_zone_on_a_needle_is_evaluated_and_undoable(window, qtbot):
     ijk = np.stack(np.meshgrid(*[np.arange(n) for n in vol.array.shape], indexing="ij"), -1)
     lps = vol.index_to_physical(ijk[..., ::-1].reshape(-1, 3)).reshape(*vol.array.shape, 3)
     labels[np.linalg.norm(lps - centre, axis=-1) <= 6.0] = 1
-    window.scene.execute(AddNode(LabelMapNode(name="Segmentation", array=labels,
-                                              reference_id=window.planning.id,
-                                              labels={1: LabelInfo("lesion", (1, 0, 0))})))
+    window.scene.execute(
+        AddNode(
+            LabelMapNode(
+                name="Segmentation",
+                array=labels,
+                reference_id=window.planning.id,
+                labels={1: LabelInfo("lesion", (1, 0, 0))},
+            )
+        )
+    )
     window._add_trajectory(centre + [-40.0, 40.0, 0.0], centre)
     window.add_zone("rf-cooltip-17g-3cm")
     (zone,) = window.scene.nodes_of(ZoneNode)
