@@ -174,6 +174,12 @@ class FusionPanel(QWidget):
             self.prior.setCurrentIndex(index)
         self.set_enabled(bool(priors))
 
+    def show_window_level(self, window: float, level: float) -> None:
+        for spin, value in ((self.window, window), (self.level, level)):
+            spin.blockSignals(True)
+            spin.setValue(float(value))
+            spin.blockSignals(False)
+
     def show_display(self, display, metric: dict | None) -> None:
         for combo, value in ((self.mode, display.fusion), (self.colormap, display.colormap)):
             index = combo.findData(value)

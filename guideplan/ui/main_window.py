@@ -754,6 +754,9 @@ class MainWindow(QMainWindow):
             layer.set_transform(matrix)
             layer.apply_display(node.display)
         self.fusion_panel.show_display(node.display, transform.metric if transform else None)
+        if node.display.window is None:  # the layer's modality default is in use
+            layer = self.fusion_layers["axial"]
+            self.fusion_panel.show_window_level(layer.window, layer.level)
         if node.display.fusion == "flicker":
             self._flicker.start()
         else:
