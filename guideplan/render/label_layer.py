@@ -10,15 +10,14 @@ from __future__ import annotations
 import numpy as np
 from vtkmodules.vtkCommonCore import vtkLookupTable
 from vtkmodules.vtkCommonDataModel import vtkPolyData
-from vtkmodules.vtkCommonTransforms import vtkTransform
-from vtkmodules.vtkFiltersCore import vtkPolyDataNormals, vtkWindowedSincPolyDataFilter
-from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D, vtkTransformFilter
+from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D
 from vtkmodules.vtkImagingCore import vtkImageMapToColors, vtkImageReslice
 from vtkmodules.vtkRenderingCore import vtkActor, vtkImageActor, vtkPolyDataMapper
 
 from guideplan.core.volume import Volume
 from guideplan.render import vtk_image
 from guideplan.render.slice_view import SliceView
+from guideplan.render.view3d import smooth_surface_to_lps
 
 LAYER_Z = 0.08  # above the image and a fused prior (0.05), under the crosshair (0.1)
 
@@ -97,21 +96,7 @@ def label_surfaces(volume: Volume, label_ids: list[int]) -> dict[int, vtkPolyDat
         edges = vtkDiscreteFlyingEdges3D()
         edges.SetInputData(image)
         edges.SetValue(0, float(label))
-        smooth = vtkWindowedSincPolyDataFilter()
-        smooth.SetInputConnection(edges.GetOutputPort())
-        smooth.SetNumberOfIterations(15)
-        smooth.SetPassBand(0.1)
-        smooth.NormalizeCoordinatesOn()
-        transform = vtkTransform()
-        transform.SetMatrix(vtk_image.to_vtk_matrix(vtk_image.local_to_lps(volume)))
-        to_lps = vtkTransformFilter()
-        to_lps.SetTransform(transform)
-        to_lps.SetInputConnection(smooth.GetOutputPort())
-        normals = vtkPolyDataNormals()
-        normals.SetInputConnection(to_lps.GetOutputPort())
-        normals.Update()
-        poly = vtkPolyData()
-        poly.ShallowCopy(normals.GetOutput())
+        poly = smooth_surface_to_lps(edges.GetOutputPort(), volume, iterations=15)
         out[label] = poly
     return out
 

@@ -19,7 +19,7 @@ from vtkmodules.vtkFiltersCore import (
     vtkWindowedSincPolyDataFilter,
 )
 from vtkmodules.vtkFiltersGeneral import vtkTransformFilter, vtkVertexGlyphFilter
-from vtkmodules.vtkFiltersSources import vtkLineSource, vtkSphereSource
+from vtkmodules.vtkFiltersSources import vtkSphereSource
 from vtkmodules.vtkImagingCore import vtkImageMapToColors
 from vtkmodules.vtkRenderingAnnotation import vtkAnnotatedCubeActor
 from vtkmodules.vtkRenderingCore import (
@@ -61,9 +61,15 @@ def bone_surface(volume: Volume, threshold_hu: float, max_voxels: int = 4_000_00
     surface.SetInputData(image)
     surface.SetValue(0, float(threshold_hu))
     surface.ComputeNormalsOff()
+    return smooth_surface_to_lps(surface.GetOutputPort(), volume, iterations=12)
+
+
+def smooth_surface_to_lps(port, volume: Volume, iterations: int = 12) -> vtkPolyData:
+    """Smooth an iso-surface made in ``volume``'s local frame and move it to LPS (with
+    normals); a standalone copy, safe to hand to the GUI thread."""
     smooth = vtkWindowedSincPolyDataFilter()
-    smooth.SetInputConnection(surface.GetOutputPort())
-    smooth.SetNumberOfIterations(12)
+    smooth.SetInputConnection(port)
+    smooth.SetNumberOfIterations(iterations)
     smooth.SetPassBand(0.1)
     smooth.NonManifoldSmoothingOn()
     smooth.NormalizeCoordinatesOn()
@@ -82,26 +88,8 @@ def bone_surface(volume: Volume, threshold_hu: float, max_voxels: int = 4_000_00
     return out
 
 
-def _tube_actor(points, radius: float, colour, opacity: float) -> vtkActor:
-    line = vtkLineSource()
-    line.SetPoint1(*map(float, points[0]))
-    line.SetPoint2(*map(float, points[1]))
-    tube = vtkTubeFilter()
-    tube.SetInputConnection(line.GetOutputPort())
-    tube.SetRadius(radius)
-    tube.SetNumberOfSides(16)
-    tube.CappingOn()
-    mapper = vtkPolyDataMapper()
-    mapper.SetInputConnection(tube.GetOutputPort())
-    actor = vtkActor()
-    actor.SetMapper(mapper)
-    actor.GetProperty().SetColor(*colour)
-    actor.GetProperty().SetOpacity(opacity)
-    return actor
-
-
-def _dashes_actor(segments, radius: float, colour, opacity: float) -> vtkActor:
-    """Many short tubes as one actor (one draw call)."""
+def _tubes_actor(segments, radius: float, colour, opacity: float, sides: int = 12) -> vtkActor:
+    """Straight tubes (a needle, its dashed extension) as one actor: one draw call."""
     points = vtkPoints()
     lines = vtkCellArray()
     for a, b in segments:
@@ -116,10 +104,14 @@ def _dashes_actor(segments, radius: float, colour, opacity: float) -> vtkActor:
     tube = vtkTubeFilter()
     tube.SetInputData(poly)
     tube.SetRadius(radius)
-    tube.SetNumberOfSides(12)
+    tube.SetNumberOfSides(sides)
     tube.CappingOn()
+    return _coloured_actor(tube.GetOutputPort(), colour, opacity)
+
+
+def _coloured_actor(port, colour, opacity: float = 1.0) -> vtkActor:
     mapper = vtkPolyDataMapper()
-    mapper.SetInputConnection(tube.GetOutputPort())
+    mapper.SetInputConnection(port)
     actor = vtkActor()
     actor.SetMapper(mapper)
     actor.GetProperty().SetColor(*colour)
@@ -133,12 +125,7 @@ def _sphere_actor(centre, radius: float, colour) -> vtkActor:
     sphere.SetRadius(radius)
     sphere.SetThetaResolution(20)
     sphere.SetPhiResolution(20)
-    mapper = vtkPolyDataMapper()
-    mapper.SetInputConnection(sphere.GetOutputPort())
-    actor = vtkActor()
-    actor.SetMapper(mapper)
-    actor.GetProperty().SetColor(*colour)
-    return actor
+    return _coloured_actor(sphere.GetOutputPort(), colour)
 
 
 def _window_level_lut(lut: vtkLookupTable, window: float, level: float) -> None:
@@ -268,13 +255,13 @@ class View3D:
             if length == 0:
                 continue
             direction = (target - entry) / length
-            tube = _tube_actor(
-                [entry, target], max(radius, 0.4) * (1.4 if selected else 1.0), colour, opacity=1.0
+            tube = _tubes_actor(
+                [(entry, target)], max(radius, 0.4) * (1.4 if selected else 1.0), colour, 1.0, 16
             )
             tip = _sphere_actor(target, max(radius * 1.8, 1.2), colour)
             starts = np.arange(2.0, 30.0, 4.0)  # 2 mm dashes, 2 mm gaps, 30 mm ahead
             segments = [(target + direction * a, target + direction * (a + 2.0)) for a in starts]
-            dashes = _dashes_actor(segments, max(radius, 0.4) * 0.6, colour, opacity=0.6)
+            dashes = _tubes_actor(segments, max(radius, 0.4) * 0.6, colour, opacity=0.6)
             for actor in (tube, tip, dashes):
                 self.renderer.AddActor(actor)
                 self._needle_actors.append(actor)
