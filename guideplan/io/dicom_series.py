@@ -24,6 +24,7 @@ from guideplan.core.errors import (
     SeriesNotFoundError,
     VolumeFormationError,
 )
+from guideplan.core.progress import as_cancel, sub_progress
 from guideplan.core.volume import Volume
 from guideplan.io.dicom_headers import FrameHeader
 from guideplan.io.dicom_pixels import read_frames, stored_dtype
@@ -46,16 +47,16 @@ def load_series(
     With several loadable series in ``path`` and no ``series_uid``, raises
     :class:`AmbiguousSeriesError` listing them.
     """
-    cancel = _as_cancel(cancel)
+    cancel = as_cancel(cancel)
     if isinstance(path, SeriesInfo):
         info = path
     else:
         if isinstance(path, ScanReport):
             report = path
         else:
-            report = scan(path, progress=_sub(progress, 0.0, 0.2), cancel=cancel)
+            report = scan(path, progress=sub_progress(progress, 0.0, 0.2), cancel=cancel)
         info = choose_series(report, series_uid)
-    return load_series_info(info, progress=_sub(progress, 0.2, 1.0), cancel=cancel)
+    return load_series_info(info, progress=sub_progress(progress, 0.2, 1.0), cancel=cancel)
 
 
 def choose_series(report: ScanReport, series_uid: str | None) -> SeriesInfo:
@@ -127,7 +128,7 @@ def load_series_info(
     cancel: CancelFn | None = None,
 ) -> Volume:
     """Read the pixels of a scanned series and build its Volume."""
-    cancel = _as_cancel(cancel)
+    cancel = as_cancel(cancel)
     if not info.can_load or info.plan is None:
         raise VolumeFormationError(
             f"Series '{info.description or info.series_uid}' cannot be loaded as a volume: "
@@ -351,17 +352,3 @@ def _source_folder(info: SeriesInfo) -> str:
     paths = {f.ref.path for f in info.frames}
     common = os.path.commonpath(list(paths)) if paths else ""
     return common if os.path.isdir(common) or common.endswith(".zip") else os.path.dirname(common)
-
-
-def _as_cancel(cancel) -> CancelFn | None:
-    if cancel is None:
-        return None
-    if hasattr(cancel, "is_set"):
-        return cancel.is_set
-    return cancel
-
-
-def _sub(progress: ProgressFn | None, lo: float, hi: float) -> ProgressFn | None:
-    if progress is None:
-        return None
-    return lambda f, msg: progress(lo + (hi - lo) * f, msg)

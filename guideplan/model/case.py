@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 
 from guideplan.core.errors import CancelledError, CaseFileError, GuideplanError
+from guideplan.core.jsonable import to_jsonable
+from guideplan.core.progress import as_cancel
 from guideplan.core.volume import Volume
 from guideplan.io import case_file
 from guideplan.io.case_file import ArrayPayload, ImagePayload, PayloadSpec, TransformPayload
@@ -69,7 +71,7 @@ def scene_document(scene: Scene, case_dir: Path) -> tuple[dict[str, Any], dict[s
                 key = f"{node.id}/volume"
                 payloads[key] = ImagePayload.of_volume(node.volume)
                 data["embedded_volume"] = key
-                data["volume_meta"] = _jsonable(node.volume.meta)
+                data["volume_meta"] = to_jsonable(node.volume.meta)
         entries: dict[str, dict[str, str]] = {}
         for name, value in node.payloads().items():
             key = f"{node.id}/{name}"
@@ -78,11 +80,11 @@ def scene_document(scene: Scene, case_dir: Path) -> tuple[dict[str, Any], dict[s
         if entries:
             data["payloads"] = entries
         nodes.append(data)
-    return {"info": _jsonable(scene.info), "nodes": nodes}, payloads
+    return {"info": to_jsonable(scene.info), "nodes": nodes}, payloads
 
 
 def _source_reference(node: VolumeNode, case_dir: Path) -> dict[str, Any]:
-    source = _jsonable(dict(node.source))
+    source = to_jsonable(dict(node.source))
     meta = node.volume.meta if node.volume is not None else {}
     for key in _UID_KEYS:
         if meta.get(key):  # what was actually loaded wins over what was asked for
@@ -139,7 +141,7 @@ def open_case(
     whose grid no longer matches their reloaded reference volume.
     ``cancel`` (callable or threading.Event) raises :class:`CancelledError`.
     """
-    is_cancelled = _as_cancel(cancel)
+    is_cancelled = as_cancel(cancel)
     document, payloads = case_file.read_case(path)
     case_dir = payloads.case_dir
     raw_nodes = document.get("nodes", [])
@@ -323,26 +325,6 @@ def _broken(case_dir: Path, what: str) -> CaseFileError:
         f"The case '{case_dir}' is damaged: {what}.",
         hint="Open an earlier copy or the autosaved recovery copy.",
     )
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value
-
-
-def _as_cancel(cancel: Any) -> CancelFn | None:
-    if cancel is None:
-        return None
-    return cancel.is_set if hasattr(cancel, "is_set") else cancel
 
 
 def _check_cancel(cancel: CancelFn | None) -> None:

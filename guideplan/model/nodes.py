@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from guideplan.core.jsonable import to_jsonable
 from guideplan.core.volume import Volume
 
 Point = tuple[float, float, float]
@@ -78,7 +79,7 @@ class Node:
             "display": self.display.to_dict(),
         }
         for name in self.json_fields:
-            out[name] = _jsonable(getattr(self, name))
+            out[name] = to_jsonable(getattr(self, name))
         return out
 
     def payloads(self) -> dict[str, Any]:
@@ -258,20 +259,6 @@ def node_from_dict(data: dict[str, Any]) -> Node:
             for k, v in data.get("labels", {}).items()
         }
     return node
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _from_json(value: Any) -> Any:

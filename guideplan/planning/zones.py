@@ -44,6 +44,7 @@ import numpy as np
 
 from guideplan.core import trajectory as tr
 from guideplan.core.errors import GuideplanError
+from guideplan.core.jsonable import to_jsonable
 from guideplan.core.labelmap import Box
 from guideplan.core.resources import load_json
 from guideplan.core.volume import Volume
@@ -112,8 +113,11 @@ class Ellipsoid:
         u = u / np.linalg.norm(u)
         v, w = _perpendicular_axes(u)
         radii = np.array([length_mm, width_mm, width_mm], dtype=float) / 2.0
-        return cls(np.asarray(tip, float) - u * center_offset_mm, np.vstack([u, v, w]),
-                   np.maximum(radii, 1e-3))
+        return cls(
+            np.asarray(tip, float) - u * center_offset_mm,
+            np.vstack([u, v, w]),
+            np.maximum(radii, 1e-3),
+        )
 
     @property
     def volume_ml(self) -> float:
@@ -267,8 +271,9 @@ def _read_chart(device: Device, power_w: float | None, time_s: float | None) -> 
     if not raw_rows:
         raise ZoneError(f"The zone chart of {device.id} has no rows.", hint="Add chart rows.")
     rows = [_flatten(r) for r in raw_rows]
-    time = float(chart.get("default_time_s", rows[-1].get("time_s", 0.0)) if time_s is None
-                 else time_s)
+    time = float(
+        chart.get("default_time_s", rows[-1].get("time_s", 0.0)) if time_s is None else time_s
+    )
     if time < 0:
         raise ZoneError("The time must be positive.", hint="Give --time-s / --freeze-s >= 0.")
     sqrt = chart.get("time_interpolation", "linear") == "sqrt"
@@ -279,18 +284,19 @@ def _read_chart(device: Device, power_w: float | None, time_s: float | None) -> 
     extrapolated = False
     power = None
     if "power_w" in params:
-        power = float(chart.get("default_power_w", rows[-1].get("power_w", 0.0))
-                      if power_w is None else power_w)
+        power = float(
+            chart.get("default_power_w", rows[-1].get("power_w", 0.0))
+            if power_w is None
+            else power_w
+        )
         if power <= 0:
             raise ZoneError("The power must be positive.", hint="Give --power-w > 0.")
         powers = sorted({r["power_w"] for r in rows})
         lo = max([p for p in powers if p <= power], default=powers[0])
         hi = min([p for p in powers if p >= power], default=powers[-1])
         extrapolated = power < powers[0] or power > powers[-1]
-        at_lo, ex_lo = _interp_rows([r for r in rows if r["power_w"] == lo], "time_s", time,
-                                    tscale)
-        at_hi, ex_hi = _interp_rows([r for r in rows if r["power_w"] == hi], "time_s", time,
-                                    tscale)
+        at_lo, ex_lo = _interp_rows([r for r in rows if r["power_w"] == lo], "time_s", time, tscale)
+        at_hi, ex_hi = _interp_rows([r for r in rows if r["power_w"] == hi], "time_s", time, tscale)
         t = 0.0 if hi == lo else (power - lo) / (hi - lo)
         values = {k: at_lo[k] + t * (at_hi[k] - at_lo[k]) for k in set(at_lo) & set(at_hi)}
         extrapolated = extrapolated or ex_lo or ex_hi
@@ -419,8 +425,9 @@ class Zone:
         if len(pts) == 0:
             return np.zeros(0)
         if cover is None:
-            cover = grid.union_box([self.box, grid.box_from_lps(
-                self.volume, pts.min(axis=0), pts.max(axis=0))])
+            cover = grid.union_box(
+                [self.box, grid.box_from_lps(self.volume, pts.min(axis=0), pts.max(axis=0))]
+            )
         key = tuple((s.start, s.stop) for s in cover)
         dist = self._distance_cache.get(key)
         if dist is None:
@@ -439,7 +446,7 @@ class Zone:
             "model": self.model,
             "kind": self.kind,
             "device": self.device_id,
-            "parameters": _jsonable(self.parameters),
+            "parameters": to_jsonable(self.parameters),
             "estimate": True,
             "estimate_statement": estimate_statement(),
             "center_lps": [round(float(v), 2) for v in self.center_lps],
@@ -455,8 +462,10 @@ class Zone:
             out["extent_mm"] = _extent(self)
         if self.isotherms:
             out["isotherms"] = {
-                name: {"volume_ml": round(z.volume_ml, 3),
-                       "center_lps": [round(float(v), 2) for v in z.center_lps]}
+                name: {
+                    "volume_ml": round(z.volume_ml, 3),
+                    "center_lps": [round(float(v), 2) for v in z.center_lps],
+                }
                 for name, z in self.isotherms.items()
             }
         if self.probe_isotherms:
@@ -465,8 +474,10 @@ class Zone:
             ]
         if self.needles:
             out["needles"] = [
-                {"entry_lps": [round(float(v), 2) for v in e],
-                 "tip_lps": [round(float(v), 2) for v in t]}
+                {
+                    "entry_lps": [round(float(v), 2) for v in e],
+                    "tip_lps": [round(float(v), 2) for v in t],
+                }
                 for e, t in self.needles
             ]
         out["notes"] = list(self.notes)
@@ -479,18 +490,6 @@ def _extent(zone: Zone) -> list[float]:
     if len(pts) < 2:
         return [0.0, 0.0, 0.0]
     return [round(float(v), 1) for v in pts.max(axis=0) - pts.min(axis=0)]
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _direction(entry, tip) -> np.ndarray:
@@ -536,18 +535,23 @@ def thermal_zone(
     entry = np.asarray(entry, dtype=float)
     tip = np.asarray(tip, dtype=float)
     dims = zone_dimensions(device, power_w, time_s)
-    ell = Ellipsoid.along(tip, _direction(entry, tip), dims.length_mm, dims.width_mm,
-                          dims.center_offset_mm)
+    ell = Ellipsoid.along(
+        tip, _direction(entry, tip), dims.length_mm, dims.width_mm, dims.center_offset_mm
+    )
     box = ell.box_on(volume)
     zone = Zone(
         model=ZONE_MODELS[device.kind],
         kind="thermal",
         device_id=device.id,
-        parameters={"power_w": dims.power_w, "time_s": dims.time_s,
-                    "clip_cortex": bool(clip_cortex)},
+        parameters={
+            "power_w": dims.power_w,
+            "time_s": dims.time_s,
+            "clip_cortex": bool(clip_cortex),
+        },
         volume=volume,
         box=box,
-        mask=ell.mask_on(volume, box) if not grid.is_empty(box)
+        mask=ell.mask_on(volume, box)
+        if not grid.is_empty(box)
         else np.zeros(grid.box_shape(box), bool),
         ellipsoids=[ell],
         exact=True,
@@ -561,8 +565,9 @@ def thermal_zone(
     return zone
 
 
-def clip_at_cortex(zone: Zone, hu_threshold: float | None = None,
-                   thickness_mm: float | None = None) -> Zone:
+def clip_at_cortex(
+    zone: Zone, hu_threshold: float | None = None, thickness_mm: float | None = None
+) -> Zone:
     """Remove the zone's voxels that heat would reach only through thick cortex: along the
     straight line from the nearest point of the probe's active part, more than
     ``thickness_mm`` of bone at or above ``hu_threshold``. An estimate (cortical bone
@@ -596,8 +601,10 @@ def clip_at_cortex(zone: Zone, hu_threshold: float | None = None,
     a_ijk = starts @ to_index[:3, :3].T + to_index[:3, 3]
     b_ijk = pts @ to_index[:3, :3].T + to_index[:3, 3]
     lo_c = np.maximum(np.floor(np.minimum(a_ijk.min(axis=0), b_ijk.min(axis=0))).astype(int), 0)
-    hi_c = np.minimum(np.ceil(np.maximum(a_ijk.max(axis=0), b_ijk.max(axis=0))).astype(int) + 1,
-                      np.array(vol.array.shape[::-1]) - 1)
+    hi_c = np.minimum(
+        np.ceil(np.maximum(a_ijk.max(axis=0), b_ijk.max(axis=0))).astype(int) + 1,
+        np.array(vol.array.shape[::-1]) - 1,
+    )
     crop = vol.array[lo_c[2] : hi_c[2] + 1, lo_c[1] : hi_c[1] + 1, lo_c[0] : hi_c[0] + 1]
     cortex = (crop >= hu_cut).ravel()
     dims = np.array(crop.shape[::-1])  # ni, nj, nk
@@ -640,8 +647,11 @@ def clip_at_cortex(zone: Zone, hu_threshold: float | None = None,
             "ZONE_CLIPPED_AT_CORTEX",
             "info",
             "The zone is clipped where heat would cross thick cortical bone: an estimate.",
-            {"removed_ml": round(float(blocked.sum() * grid.voxel_ml(vol)), 3),
-             "cortex_hu": hu_cut, "thickness_mm": thick},
+            {
+                "removed_ml": round(float(blocked.sum() * grid.voxel_ml(vol)), 3),
+                "cortex_hu": hu_cut,
+                "thickness_mm": thick,
+            },
         )
     )
     return zone
@@ -669,10 +679,12 @@ def cryo_zone(
     per_probe: list[dict[str, Ellipsoid]] = []
     for entry, tip in needles:
         u = _direction(entry, tip)
-        per_probe.append({
-            name: Ellipsoid.along(tip, u, length, width, dims.center_offset_mm)
-            for name, (length, width) in dims.isotherms.items()
-        })
+        per_probe.append(
+            {
+                name: Ellipsoid.along(tip, u, length, width, dims.center_offset_mm)
+                for name, (length, width) in dims.isotherms.items()
+            }
+        )
     names = list(dims.isotherms)  # warmest (0 °C) first
     temps = [float(n) for n in names]
     outer = names[0]
@@ -693,8 +705,7 @@ def cryo_zone(
         lethal_mask = field_c <= lethal
     lethal_name = f"{lethal:g}"
     params = {"freeze_s": dims.time_s, "probes": len(needles), "lethal_isotherm_c": lethal}
-    warnings = _chart_warning(device, dims) + _spacing_warnings(device, chart, per_probe,
-                                                                 names[-1])
+    warnings = _chart_warning(device, dims) + _spacing_warnings(device, chart, per_probe, names[-1])
 
     def sub(name: str, mask: np.ndarray) -> Zone:
         single = len(needles) == 1 and name in exact_names
@@ -728,8 +739,10 @@ def cryo_zone(
         probe_isotherms=per_probe,
         safety=isotherms[f"{float(outer):g}"],
         notes=list(dims.notes)
-        + [f"mask = lethal isotherm {lethal_name} °C; safety distances from the "
-           f"{float(outer):g} °C iceball edge"],
+        + [
+            f"mask = lethal isotherm {lethal_name} °C; safety distances from the "
+            f"{float(outer):g} °C iceball edge"
+        ],
         warnings=warnings,
         needles=needles,
     )
@@ -769,8 +782,9 @@ def _combined_temperature(
         knots_s = []
         for name in names:
             e = probe[name]
-            rho = np.sqrt((q[0] / e.radii[0]) ** 2 + (q[1] / e.radii[1]) ** 2
-                          + (q[2] / e.radii[2]) ** 2)
+            rho = np.sqrt(
+                (q[0] / e.radii[0]) ** 2 + (q[1] / e.radii[1]) ** 2 + (q[2] / e.radii[2]) ** 2
+            )
             knots_s.append(np.where(rho > 0, r / np.maximum(rho, 1e-9), e.radii.min()))
         # warm end: the outer shell + tail (body temperature); cold end: continue the
         # innermost gradient inward down to the floor
@@ -814,9 +828,12 @@ def _spacing_warnings(device: Device, chart: dict[str, Any], per_probe, lethal_n
                     f"Probe {i + 1} is {nearest:.1f} mm from its nearest neighbour, more than "
                     f"the {float(max_spacing):g} mm rule of {device.name}: the lethal zones "
                     "may not merge between the probes.",
-                    {"probe": i + 1, "spacing_mm": round(nearest, 1),
-                     "max_spacing_mm": float(max_spacing),
-                     "recommended_spacing_mm": chart.get("recommended_spacing_mm")},
+                    {
+                        "probe": i + 1,
+                        "spacing_mm": round(nearest, 1),
+                        "max_spacing_mm": float(max_spacing),
+                        "recommended_spacing_mm": chart.get("recommended_spacing_mm"),
+                    },
                 )
             )
     return out
@@ -838,8 +855,13 @@ def ethanol_zone(
     tip = np.asarray(tip, dtype=float)
     cement_cfg = _treatment("cement")
     setup = fill.prepare_fill(
-        ctx, tip[None, :], settings, float(cement_cfg["box_radius_mm"]), volume,
-        float(cement_cfg["tip_search_mm"]), what="ethanol",
+        ctx,
+        tip[None, :],
+        settings,
+        float(cement_cfg["box_radius_mm"]),
+        volume,
+        float(cement_cfg["tip_search_mm"]),
+        what="ethanol",
     )
     order = setup.order
     n = order.count_for(volume)
@@ -902,8 +924,9 @@ def ablation_zone(
             hint="Choose an RF probe, microwave antenna, cryoprobe or ethanol needle.",
         )
     if device.kind == "cryoprobe":
-        return cryo_zone(ctx.volume, device, needles,
-                         freeze_s=freeze_s if freeze_s is not None else time_s)
+        return cryo_zone(
+            ctx.volume, device, needles, freeze_s=freeze_s if freeze_s is not None else time_s
+        )
     if len(needles) != 1:
         raise ZoneError(
             f"{device.name} is planned with one needle here ({len(needles)} given).",
@@ -912,5 +935,6 @@ def ablation_zone(
     entry, tip = needles[0]
     if device.kind == "ethanol_needle":
         return ethanol_zone(ctx, device, entry, tip, volume_ml=ethanol_ml)
-    return thermal_zone(ctx.volume, device, entry, tip, power_w=power_w, time_s=time_s,
-                        clip_cortex=clip_cortex)
+    return thermal_zone(
+        ctx.volume, device, entry, tip, power_w=power_w, time_s=time_s, clip_cortex=clip_cortex
+    )
