@@ -4,12 +4,16 @@ The window owns no computation: it calls io/model/render functions and turns ges
 into plan commands. Navigation state (cursor, zoom, pan, layout) is view state; what
 belongs to the plan (window/level of a volume, measurements, everything later tools
 add) is edited through commands, so Ctrl+Z undoes any of it.
+
+The window's parts live in their own modules as mixins (``window_cases``,
+``window_fusion``, ``window_segmentation``, ``window_trajectories``,
+``window_treatment``); this one keeps construction, loading, navigation, tools and
+the scene-to-view refresh.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -25,7 +29,6 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMainWindow,
-    QMessageBox,
     QPushButton,
     QScrollArea,
     QVBoxLayout,
@@ -33,23 +36,12 @@ from PySide6.QtWidgets import (
 )
 
 from guideplan.core import geometry
-from guideplan.core.errors import GuideplanError
 from guideplan.core.labelmap import load_label_table
 from guideplan.core.resources import window_level_presets
 from guideplan.core.volume import Volume
 from guideplan.io.case_file import is_case
-from guideplan.model.case import open_case, save_case
-from guideplan.model.commands import AddNode, Group, RemoveNode, SetField, SetFields
-from guideplan.model.fusion import (
-    add_prior,
-    apply_registration,
-    nudge_command,
-    priors,
-    reset_command,
-)
-from guideplan.model.label_commands import edit_labels, stroke_key
+from guideplan.model.commands import AddNode, RemoveNode, SetFields
 from guideplan.model.nodes import (
-    LabelInfo,
     LabelMapNode,
     LandmarkNode,
     MeasurementNode,
@@ -62,32 +54,39 @@ from guideplan.model.nodes import (
 from guideplan.model.recovery import (
     Autosaver,
     RecentCases,
-    discard_recovery,
-    pending_recoveries,
-    recover,
 )
 from guideplan.model.scene import Scene
 from guideplan.planning.devices import load_catalog
-from guideplan.planning.path_analysis import PathContext, analyze_path
+from guideplan.planning.path_analysis import PathContext
 from guideplan.render.fusion_layer import FusionLayer
-from guideplan.render.label_layer import LabelLayer, label_surfaces, surface_actor
+from guideplan.render.label_layer import LabelLayer
 from guideplan.render.slice_view import Overlay2D
 from guideplan.ui.fusion_panel import FusionPanel
 from guideplan.ui.segment_panel import SegmentPanel
 from guideplan.ui.trajectory_panel import TrajectoryPanel
 from guideplan.ui.treatment_panel import TreatmentPanel
 from guideplan.ui.views import SliceWidget, View3DWidget
+from guideplan.ui.window_cases import CaseActions, volume_source
+from guideplan.ui.window_fusion import FusionActions
+from guideplan.ui.window_segmentation import SegmentationActions
+from guideplan.ui.window_trajectories import TrajectoryActions
+from guideplan.ui.window_treatment import TreatmentActions
 from guideplan.ui.workers import _ACTIVE, run_task
 
 SLICE_VIEWS = ("axial", "coronal", "sagittal")
 LAYOUTS = ("four_up", "one_plus_three", "single")
 MEASURE_COLOUR = (1.0, 0.85, 0.2)
-NEEDLE_COLOURS = [(0.2, 0.9, 0.4), (1.0, 0.5, 0.2), (0.8, 0.4, 1.0), (0.3, 0.8, 1.0)]
-HANDLE_PICK_PX = 10.0
 PENDING_COLOUR = (0.4, 0.9, 1.0)
 
 
-class MainWindow(QMainWindow):
+class MainWindow(
+    CaseActions,
+    FusionActions,
+    SegmentationActions,
+    TrajectoryActions,
+    TreatmentActions,
+    QMainWindow,
+):
     #: The first volume's slices have been drawn (start-up time is measured to here).
     first_slice_shown = Signal()
 
@@ -473,7 +472,7 @@ class MainWindow(QMainWindow):
             name=volume.meta.get("description") or "Planning CT",
             volume=volume,
             role="planning",
-            source=_source_of(volume),
+            source=volume_source(volume),
         )
         node.display.window, node.display.level = default_window_level(volume)
         with scene.batch():
@@ -698,221 +697,6 @@ class MainWindow(QMainWindow):
         if item is not None:
             self.scene.execute(RemoveNode(item.data(Qt.ItemDataRole.UserRole)))
 
-    # -- fusion ------------------------------------------------------------------------
-    def add_prior_dialog(self) -> None:
-        if self.planning is None:
-            self.statusBar().showMessage("Open the planning CT first.", 5000)
-            return
-        path = QFileDialog.getExistingDirectory(self, "Add a prior study (DICOM folder)")
-        if path:
-            self.add_prior_from(Path(path))
-
-    def add_prior_from(self, path: Path) -> None:
-        """Load a prior series (asking which if several) and add it to the plan."""
-        self.load_series_from(path, self._add_prior_volume, "Loading prior study")
-
-    def _add_prior_volume(self, volume: Volume) -> None:
-        name = f"{volume.modality} {volume.meta.get('description') or 'prior'}".strip()
-        node, _ = add_prior(self.scene, volume, name, source=_source_of(volume))
-        self.active_prior = node.id
-        self._refresh_fusion()
-
-    def select_prior(self, node_id: str) -> None:
-        self.active_prior = node_id
-        self._refresh_fusion()
-
-    def _prior(self) -> tuple[VolumeNode | None, TransformNode | None]:
-        pairs = priors(self.scene)
-        for node, transform in pairs:
-            if node.id == self.active_prior:
-                return node, transform
-        if pairs:
-            self.active_prior = pairs[-1][0].id
-            return pairs[-1]
-        return None, None
-
-    def _refresh_fusion(self) -> None:
-        """Show the active prior in every slice view, as its display properties say."""
-        node, transform = self._prior()
-        self.fusion_panel.show_priors(
-            [(n.id, n.name) for n, _ in priors(self.scene)], self.active_prior
-        )
-        if node is None or node.volume is None:
-            for layer in self.fusion_layers.values():
-                layer.remove()
-            self.fusion_layers = {}
-            self._flicker.stop()
-            self.render_all()
-            return
-        matrix = transform.matrix if transform is not None else np.eye(4)
-        for name, widget in self.slice_widgets.items():
-            layer = self.fusion_layers.get(name)
-            if layer is None:
-                layer = self.fusion_layers[name] = FusionLayer(widget.slice_view)
-            if layer.volume is not node.volume:
-                layer.set_volume(node.volume, matrix)
-            layer.set_transform(matrix)
-            layer.apply_display(node.display)
-        self.fusion_panel.show_display(node.display, transform.metric if transform else None)
-        if node.display.window is None:  # the layer's modality default is in use
-            layer = self.fusion_layers["axial"]
-            self.fusion_panel.show_window_level(layer.window, layer.level)
-        if node.display.fusion == "flicker":
-            self._flicker.start()
-        else:
-            self._flicker.stop()
-        self.render_all()
-
-    def _flicker_step(self) -> None:
-        for layer in self.fusion_layers.values():
-            layer.toggle()
-        self.render_all()
-
-    def _set_prior_display(self, field: str, value) -> None:
-        node, _ = self._prior()
-        if node is not None and self.scene.get_field(node.id, field) != value:
-            self.scene.execute(SetField(node.id, field, value, text="Fusion display"))
-
-    def register_prior(self, mode: str, local: bool) -> None:
-        node, transform = self._prior()
-        if node is None or transform is None or self.planning is None:
-            self.statusBar().showMessage("Add a prior study first.", 5000)
-            return
-        from guideplan.processing.registration import register
-
-        fixed, moving = self.planning.volume, node.volume
-        mask = (*map(float, self.cursor), 40.0) if local else None
-        transform_id = transform.id
-        pairs = self.landmark_pairs()
-        landmarks = pairs if len(pairs) >= 3 else None
-        only = landmarks is not None and self.fusion_panel.landmarks_only.isChecked()
-
-        rigid = mask if mode == "deformable" else None  # keep the treated bone rigid
-
-        def task(progress, cancel):
-            return register(
-                fixed,
-                moving,
-                mode,
-                mask_lps=mask,
-                progress=progress,
-                cancel=cancel,
-                landmarks=landmarks,
-                init="landmarks" if landmarks is not None else "auto",
-                refine=not only,
-                rigid_region=rigid,
-            )
-
-        def done(result) -> None:
-            self.scene.execute(apply_registration(transform_id, result))
-            self.statusBar().showMessage(
-                f"Registered ({result.method}, {result.mode}) in {result.wall_s:.1f} s", 8000
-            )
-
-        run_task(self, task, done, "Registering prior study")
-
-    def _landmark_nodes(self, create: bool = False):
-        """(CT landmarks, prior landmarks) of the active prior: matched by index."""
-        node, _ = self._prior()
-        if node is None or self.planning is None:
-            return None, None
-        found = {n.volume_id: n for n in self.scene.nodes_of(LandmarkNode)}
-        fixed, moving = found.get(self.planning.id), found.get(node.id)
-        if create and (fixed is None or moving is None):
-            fixed = fixed or LandmarkNode(name="CT landmarks", volume_id=self.planning.id)
-            moving = moving or LandmarkNode(name=f"{node.name} landmarks", volume_id=node.id)
-            fixed.display.color, moving.display.color = (0.2, 1.0, 1.0), (1.0, 0.3, 1.0)
-            adds = [AddNode(n) for n in (fixed, moving) if n.id not in self.scene]
-            self.scene.execute(Group(adds, text="Landmarks"))
-        return fixed, moving
-
-    def landmark_pairs(self) -> list[tuple[tuple, tuple]]:
-        fixed, moving = self._landmark_nodes()
-        if fixed is None or moving is None:
-            return []
-        return list(zip(fixed.points, moving.points, strict=False))
-
-    def add_landmark(self, lps) -> None:
-        """Odd clicks: a CT point; even clicks: the same feature on the fused prior, stored
-        in the prior's own coordinates (through the current transform)."""
-        node, transform = self._prior()
-        if node is None or transform is None:
-            self.statusBar().showMessage("Add a prior study first.", 5000)
-            return
-        fixed, moving = self._landmark_nodes(create=True)
-        point = tuple(float(v) for v in lps)
-        if len(fixed.points) <= len(moving.points):
-            self.scene.execute(
-                SetField(fixed.id, "points", [*fixed.points, point], text="CT landmark")
-            )
-        else:
-            mapped = geometry.apply_affine(transform.matrix, np.asarray(point))
-            self.scene.execute(
-                SetField(
-                    moving.id,
-                    "points",
-                    [*moving.points, tuple(float(v) for v in mapped)],
-                    text="Prior landmark",
-                )
-            )
-        self.statusBar().showMessage(f"{len(self.landmark_pairs())} landmark pair(s)", 4000)
-
-    def clear_landmarks(self) -> None:
-        fixed, moving = self._landmark_nodes()
-        commands = [RemoveNode(n.id) for n in (fixed, moving) if n is not None]
-        if commands:
-            self.scene.execute(Group(commands, text="Clear landmarks"))
-
-    def reset_fusion(self) -> None:
-        _, transform = self._prior()
-        if transform is not None:
-            self.scene.execute(reset_command(self.scene, transform.id))
-
-    def export_tfm(self) -> None:
-        _, transform = self._prior()
-        if transform is None:
-            return
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Export transform", "prior.tfm", "ITK transform (*.tfm)"
-        )
-        if path:
-            from guideplan.processing.registration import save_tfm
-
-            save_tfm(transform.matrix, path)
-            self.statusBar().showMessage(f"Transform written to {path}", 5000)
-
-    def nudge_prior(self, view: str, right: int, up: int, rotate: bool) -> bool:
-        """Move (1 mm) or turn (1°) the active prior in a view's plane; one undo step
-        per series of nudges."""
-        _, transform = self._prior()
-        widget = self.slice_widgets.get(view)
-        if transform is None or widget is None or widget.slice_view.frame is None:
-            return False
-        frame = widget.slice_view.frame
-        if rotate:
-            axis = frame.w * (right or up)
-            command = nudge_command(
-                self.scene, transform.id, rotation_deg=tuple(axis), center=tuple(self.cursor)
-            )
-        else:
-            move = frame.u * right + frame.v * up
-            command = nudge_command(self.scene, transform.id, translation_mm=tuple(move))
-        self.scene.execute(command)
-        return True
-
-    def _drag_prior(self, view: str, right_mm: float, up_mm: float, finished: bool) -> None:
-        """Ctrl+drag in a slice view moves the fused prior with the mouse (one undo step)."""
-        if finished:
-            self.scene.history.seal()
-            return
-        _, transform = self._prior()
-        widget = self.slice_widgets.get(view)
-        if transform is None or widget is None or widget.slice_view.frame is None:
-            return
-        frame = widget.slice_view.frame
-        move = frame.u * right_mm + frame.v * up_mm
-        self.scene.execute(nudge_command(self.scene, transform.id, translation_mm=tuple(move)))
-
     def keyPressEvent(self, event) -> None:
         keys = {
             Qt.Key.Key_Left: (-1, 0),
@@ -932,558 +716,6 @@ class MainWindow(QMainWindow):
             if self.nudge_needle(self._focus_view, which, right, up):
                 return
         super().keyPressEvent(event)
-
-    def nudge_needle(self, view: str, which: str, right: int, up: int) -> bool:
-        """Move the selected needle's entry (or target) by 1 mm in a view's plane; a
-        series of nudges is one undo step."""
-        node = self._current()
-        widget = self.slice_widgets.get(view)
-        if node is None or node.locked or widget is None or widget.slice_view.frame is None:
-            return False
-        frame = widget.slice_view.frame
-        point = np.asarray(getattr(node, which), dtype=float) + frame.u * right + frame.v * up
-        self.scene.execute(
-            SetField(
-                node.id,
-                which,
-                tuple(float(v) for v in point),
-                text=f"Nudge {which}",
-                merge_key=("nudge", node.id, which),
-            )
-        )
-        return True
-
-    # -- segmentation ------------------------------------------------------------------
-    def _labelmap(self, create: bool = True) -> LabelMapNode | None:
-        """The plan's label map on the planning grid (created, undoably, when needed)."""
-        for node in self.scene.nodes_of(LabelMapNode):
-            if self.planning is not None and node.reference_id == self.planning.id:
-                return node
-        if not create or self.planning is None or self.planning.volume is None:
-            return None
-        node = LabelMapNode(
-            name="Segmentation",
-            array=np.zeros(self.planning.volume.array.shape, dtype=np.uint8),
-            reference_id=self.planning.id,
-            labels={
-                i: LabelInfo(self.label_table[i].name, tuple(self.label_table[i].color))
-                for i in self.label_table
-            },
-        )
-        node.display.opacity = 0.45
-        self.scene.execute(AddNode(node, text="New segmentation"))
-        return node
-
-    def grow_lesion(self, seed) -> None:
-        from guideplan.processing.segmentation import grow_lesion
-
-        volume = self.planning.volume
-        label = self.segment_panel.label_id
-
-        def task(progress, cancel):
-            return grow_lesion(volume, seed, progress=progress, cancel=cancel)
-
-        def done(result) -> None:
-            node = self._labelmap()
-            diff = result.to_diff(node.array, label)
-            edit_labels(self.scene, node.id, diff, text="Grow lesion")
-            self.statusBar().showMessage(
-                f"Lesion: {result.volume_ml(volume.spacing):.2f} mL "
-                f"(HU {result.grow_range[0]:.0f}..{result.grow_range[1]:.0f}, {result.mode})",
-                8000,
-            )
-
-        run_task(self, task, done, "Segmenting the lesion")
-
-    def _brush(self, lps: np.ndarray) -> None:
-        from guideplan.processing.segmentation import paint
-
-        node = self._labelmap()
-        if node is None:
-            return
-        view = self.slice_widgets.get(self._focus_view)
-        normal = None
-        if not self.segment_panel.ball.isChecked() and view is not None and view.slice_view.frame:
-            normal = view.slice_view.frame.w
-        diff = paint(
-            self.planning.volume,
-            node.array,
-            lps,
-            self.segment_panel.size.value(),
-            self.segment_panel.label_id,
-            normal=normal,
-            end_lps=self._last_brush,
-            erase=self.tool == "erase",
-        )
-        self._last_brush = np.asarray(lps, dtype=float)
-        edit_labels(
-            self.scene,
-            node.id,
-            diff,
-            text=self.tool.capitalize(),
-            merge_key=stroke_key(node.id, self.tool, self._stroke),
-        )
-
-    def label_operation(self, name: str) -> None:
-        from guideplan.processing import segmentation as seg
-
-        node = self._labelmap()
-        if node is None:
-            return
-        label, spacing = self.segment_panel.label_id, self.planning.volume.spacing
-        if name == "anatomy":
-            self.auto_anatomy()
-            return
-        diff = {
-            "largest": lambda: seg.keep_largest_island(node.array, label),
-            "smooth": lambda: seg.smooth_label(node.array, label, 1.0, spacing),
-            "grow1": lambda: seg.grow_shrink(node.array, label, 1.0, spacing),
-            "shrink1": lambda: seg.grow_shrink(node.array, label, -1.0, spacing),
-        }[name]()
-        edit_labels(self.scene, node.id, diff, text=name.capitalize())
-
-    def auto_anatomy(self) -> None:
-        """Bone (cortical, trabecular), spinal canal and body, one undoable step."""
-        from guideplan.core.labelmap import LabelDiff
-        from guideplan.processing import anatomy
-
-        volume = self.planning.volume
-        table = self.label_table
-
-        def task(progress, cancel):
-            body = anatomy.body_mask(volume)
-            bone = anatomy.bone_labels(volume, body, progress=progress, cancel=cancel)
-            canal = anatomy.spinal_canal(volume, bone > 0)
-            return body, bone, canal
-
-        def done(result) -> None:
-            body, bone, canal = result
-            node = self._labelmap()
-            target = node.array.copy()
-            target[(body > 0) & (target == 0)] = table.id_of("body")
-            target[bone == anatomy.CORTICAL] = table.id_of("cortical bone")
-            target[bone == anatomy.TRABECULAR] = table.id_of("trabecular bone")
-            target[canal > 0] = table.id_of("spinal canal")
-            lesion = node.array == table.id_of("lesion")
-            target[lesion] = table.id_of("lesion")  # never overwrite the lesion
-            changed = np.flatnonzero(node.array.ravel() != target.ravel())
-            diff = LabelDiff.from_values(node.array, changed, target.ravel()[changed])
-            edit_labels(self.scene, node.id, diff, text="Automatic anatomy")
-
-        run_task(self, task, done, "Finding bone, canal and body")
-
-    def _refresh_labels(self, changed: bool = False) -> None:
-        node = self._labelmap(create=False)
-        if node is None or node.array is None or self.planning is None:
-            for layer in self.label_layers.values():
-                layer.set_labels(None, {}, 0.0)
-            self.segment_panel.show_metrics(None)
-            return
-        volume = self.planning.volume.with_array(node.array)
-        # Fill what planning is about (lesion, structures to spare, cement); bone and body
-        # labels stay in the plan but would tint the whole image.
-        shown = ("lesion", "critical", "other")
-        colours = {
-            i: tuple(self.label_table[i].color)
-            for i in self.label_table
-            if self.label_table[i].kind in shown and self.label_table[i].name != "body"
-        }
-        opacity = self.segment_panel.opacity.value() / 100.0
-        for name, widget in self.slice_widgets.items():
-            layer = self.label_layers.get(name)
-            if layer is None:
-                layer = self.label_layers[name] = LabelLayer(widget.slice_view)
-            layer.set_labels(volume, colours, opacity)
-            if changed:
-                layer.modified()
-        if changed:
-            self._surface_timer.start()
-        self.render_all()
-
-    def _update_surfaces(self) -> None:
-        """After edits settle: 3D surfaces, structures for the needle checks and the
-        lesion's metrics, all computed off the GUI thread (a brush stroke stays fluid)."""
-        node = self._labelmap(create=False)
-        if node is None or self.planning is None:
-            return
-        from guideplan.planning.structures import fields_from_labels
-        from guideplan.processing.lesion_metrics import lesion_metrics
-
-        ct = self.planning.volume
-        labels = node.array.copy()
-        table = self.label_table
-        surface_ids = [
-            i for i in table if table[i].kind in ("lesion", "critical") and table[i].name != "skin"
-        ]
-        critical = {
-            i: table[i].name
-            for i in table
-            if table[i].kind == "critical" and table[i].name != "skin"
-        }
-        lesion_id = table.id_of("lesion")
-        bone_ids = [table.id_of("cortical bone"), table.id_of("trabecular bone")]
-        canal_id = table.id_of("spinal canal")
-
-        def task(progress, cancel):
-            present = {i: name for i, name in critical.items() if np.any(labels == i)}
-            fields = fields_from_labels(labels, present, ct) if present else None
-            lesion = labels == lesion_id
-            metrics = None
-            if lesion.any():
-                bone = np.isin(labels, bone_ids)
-                canal = labels == canal_id
-                metrics = lesion_metrics(
-                    ct, lesion, bone if bone.any() else None, canal if canal.any() else None
-                )
-            surfaces = label_surfaces(ct.with_array(labels), surface_ids)
-            return fields, (lesion if lesion.any() else None), metrics, surfaces
-
-        def done(result) -> None:
-            fields, lesion, metrics, surfaces = result
-            if self.path_ctx is not None and self.path_ctx.volume is ct:
-                if fields is not None:
-                    self.path_ctx.structures = fields
-                self.path_ctx.lesion = lesion
-            self.segment_panel.show_metrics(metrics)
-            renderer = self.view3d.view3d.renderer
-            for actor in self._surface_actors:
-                renderer.RemoveActor(actor)
-            self._surface_actors = []
-            for label, poly in surfaces.items():
-                entry = table[label]
-                actor = surface_actor(poly, entry.color, 0.9 if entry.kind == "lesion" else 0.6)
-                renderer.AddActor(actor)
-                self._surface_actors.append(actor)
-            self._refresh_trajectories()
-            self.render_all()
-
-        run_task(self, task, done, "Updating structures", show_progress=False)
-
-    # -- treatment zones ---------------------------------------------------------------
-    ZONE_COLOURS: ClassVar[dict[int, tuple]] = {1: (1.0, 0.55, 0.1), 2: (0.85, 0.9, 1.0)}
-
-    def _zone_of_current(self) -> ZoneNode | None:
-        node = self._current()
-        if node is None:
-            return None
-        return next((z for z in self.scene.nodes_of(ZoneNode) if z.trajectory_id == node.id), None)
-
-    def add_zone(self, device_id: str) -> None:
-        node = self._current()
-        if node is None:
-            self.statusBar().showMessage("Place or select a needle first.", 5000)
-            return
-        device = self.catalog.get(device_id)
-        params: dict = {"device_id": device_id}
-        if device.kind in ("cement_trocar", "ethanol_needle"):
-            params["volume_ml"] = 3.0 if device.kind == "cement_trocar" else 2.0
-        zone = ZoneNode(
-            name=f"{device.name} on {node.name}", trajectory_id=node.id, parameters=params
-        )
-        self.scene.execute(AddNode(zone, text="Add treatment zone"))
-        self.treatment_panel.show_zone(params)
-
-    def remove_zone(self) -> None:
-        zone = self._zone_of_current()
-        if zone is not None:
-            self.scene.execute(RemoveNode(zone.id))
-
-    def _set_zone_parameters(self, values: dict) -> None:
-        zone = self._zone_of_current()
-        if zone is None:
-            return
-        params = {
-            **{
-                k: v
-                for k, v in zone.parameters.items()
-                if k not in ("power_w", "time_s", "volume_ml")
-            },
-            **values,
-        }
-        if params != zone.parameters:
-            self.scene.execute(SetField(zone.id, "parameters", params, text="Zone settings"))
-
-    def _update_zones(self) -> None:
-        """Recompute every zone and the plan's evaluation off the GUI thread."""
-        zones = self.scene.nodes_of(ZoneNode)
-        if self.planning is None or not zones:
-            self._show_zones(None)
-            return
-        if self._zone_task is not None and self._zone_task.running:
-            self._zone_timer.start()  # one computation at a time: try again shortly
-            return
-        from guideplan.model.treatment import evaluate_scene
-
-        scene, catalog = self.scene, self.catalog
-
-        def task(progress, cancel):
-            return evaluate_scene(scene, catalog)
-
-        self._zone_task = run_task(self, task, self._show_zones, "Zones", show_progress=False)
-
-    def _show_zones(self, plan) -> None:
-        volume = self.planning.volume if self.planning is not None else None
-        array = None
-        if plan is not None and volume is not None:
-            array = np.zeros(volume.array.shape, dtype=np.uint8)
-            for outcome in plan.outcomes:
-                if outcome.zone is None:
-                    continue
-                value = 2 if outcome.cement is not None else 1
-                array[outcome.zone.box][outcome.zone.mask] = value
-        for name, widget in self.slice_widgets.items():
-            layer = self.zone_layers.get(name)
-            if layer is None:
-                layer = self.zone_layers[name] = LabelLayer(widget.slice_view)
-            layer.set_labels(
-                None if array is None else volume.with_array(array), self.ZONE_COLOURS, 0.35
-            )
-            layer.modified()
-        renderer = self.view3d.view3d.renderer
-        for actor in self._zone_actors:
-            renderer.RemoveActor(actor)
-        self._zone_actors = []
-        if array is not None and array.any():
-            for label, poly in label_surfaces(volume.with_array(array), [1, 2]).items():
-                actor = surface_actor(poly, self.ZONE_COLOURS[label], 0.35)
-                renderer.AddActor(actor)
-                self._zone_actors.append(actor)
-        errors = [o.error for o in (plan.outcomes if plan else []) if o.error]
-        self.treatment_panel.show_evaluation(plan, errors[0] if errors else None)
-        zone = self._zone_of_current()
-        self.treatment_panel.show_zone(zone.parameters if zone else None)
-        self.render_all()
-
-    # -- trajectories ------------------------------------------------------------------
-    def _add_trajectory(self, entry, target) -> None:
-        count = len(self.scene.nodes_of(TrajectoryNode))
-        node = TrajectoryNode(
-            name=f"Needle {count + 1}",
-            entry=tuple(float(v) for v in entry),
-            target=tuple(float(v) for v in target),
-            device_id=self.catalog.default_needle().id,
-        )
-        node.display.color = NEEDLE_COLOURS[count % len(NEEDLE_COLOURS)]
-        self.scene.execute(AddNode(node))
-        self.current_trajectory = node.id
-        self.set_tool("navigate")
-        self._refresh_trajectories()
-
-    def _current(self) -> TrajectoryNode | None:
-        node = self.scene.find(self.current_trajectory)
-        return node if isinstance(node, TrajectoryNode) else None
-
-    def select_trajectory(self, node_id: str) -> None:
-        self.current_trajectory = node_id
-        self._refresh_trajectories()
-        self._refresh_views()
-
-    def delete_current_trajectory(self) -> None:
-        node = self._current()
-        if node is not None:
-            self.scene.execute(RemoveNode(node.id))
-
-    def _set_device(self, device_id: str) -> None:
-        node = self._current()
-        if node is not None and device_id and node.device_id != device_id:
-            self.scene.execute(SetField(node.id, "device_id", device_id, text="Change device"))
-
-    def _set_locked(self, locked: bool) -> None:
-        node = self._current()
-        if node is not None and node.locked != locked:
-            self.scene.execute(SetField(node.id, "locked", locked, text="Lock trajectory"))
-
-    def _pick_handle(self, widget: SliceWidget, pos) -> tuple[str, str] | None:
-        """(node id, 'entry'|'target') of an unlocked needle end under the mouse."""
-        sv = widget.slice_view
-        if sv.frame is None or self.tool not in ("navigate", "trajectory"):
-            return None
-        x, y = widget._display_xy(pos)
-        tolerance = max(sv.step_mm, 0.5) * 0.6
-        best, best_d = None, HANDLE_PICK_PX * widget.canvas.devicePixelRatioF()
-        for node in self.scene.nodes_of(TrajectoryNode):
-            if node.locked or not node.display.visible:
-                continue
-            for which in ("entry", "target"):
-                point = np.asarray(getattr(node, which), dtype=float)
-                if abs(sv.frame.to_plane(point)[2] - sv.depth) > tolerance:
-                    continue
-                dx, dy = sv.lps_to_display(point)
-                d = float(np.hypot(dx - x, dy - y))
-                if d < best_d:
-                    best, best_d = (node.id, which), d
-        return best
-
-    def _on_handle_dragged(self, handle, lps, finished: bool) -> None:
-        if finished:
-            self.scene.history.seal()
-            return
-        node_id, which = handle
-        self.current_trajectory = node_id
-        self.scene.execute(
-            SetField(
-                node_id,
-                which,
-                tuple(float(v) for v in lps),
-                text=f"Move {which}",
-                merge_key=("drag", node_id, which),
-            )
-        )
-
-    def _build_path_context(self, volume: Volume) -> None:
-        """Readouts work at once on the CT; structures found automatically arrive later."""
-        self.path_ctx = PathContext(volume)
-
-        def task(progress, cancel):
-            from guideplan.planning.structures import auto_structures
-
-            return auto_structures(volume)
-
-        def done(structures) -> None:
-            if self.path_ctx is not None and self.path_ctx.volume is volume:
-                self.path_ctx.structures = structures
-                self._refresh_trajectories()
-
-        run_task(self, task, done, "Finding structures", show_progress=False)
-
-    def _refresh_trajectories(self) -> None:
-        nodes = self.scene.nodes_of(TrajectoryNode)
-        if self.current_trajectory not in {n.id for n in nodes}:
-            self.current_trajectory = nodes[-1].id if nodes else None
-        self.trajectory_panel.set_trajectories(
-            [(n.id, n.name) for n in nodes], self.current_trajectory
-        )
-        node = self._current()
-        report = None
-        if node is not None and self.path_ctx is not None and node.entry != node.target:
-            device = (
-                self.catalog.get(node.device_id)
-                if node.device_id in self.catalog
-                else self.catalog.default_needle()
-            )
-            report = analyze_path(self.path_ctx, node.entry, node.target, device)
-        self.trajectory_report = report
-        if self.needle_views:
-            self._apply_needle_views()
-        self.trajectory_panel.show_report(
-            report, node.device_id if node else "", node.locked if node else False
-        )
-        needles = []
-        for n in nodes:
-            if not n.display.visible:
-                continue
-            device = self.catalog.get(n.device_id) if n.device_id in self.catalog else None
-            radius = device.radius_mm if device else 0.6
-            needles.append(
-                (n.entry, n.target, tuple(n.display.color), radius, n.id == self.current_trajectory)
-            )
-        self.view3d.view3d.set_needles(needles)
-
-    NEEDLE_VIEW_NAMES: ClassVar[dict[str, str]] = {
-        "axial": "Needle plane 1",
-        "coronal": "Needle plane 2",
-        "sagittal": "Bull's-eye",
-    }
-
-    def set_needle_views(self, on: bool) -> None:
-        """Replace the three standard views by the current needle's views (and back)."""
-        if on and self._current() is None:
-            self.statusBar().showMessage("Place or select a trajectory first.", 5000)
-            self.act_needle_views.setChecked(False)
-            return
-        self.needle_views = on
-        if on:
-            node = self._current()
-            self.set_cursor(np.asarray(node.target, dtype=float), refresh=False)
-        self._apply_needle_views()
-        self._refresh_views()
-
-    def _apply_needle_views(self) -> None:
-        node = self._current()
-        if not self.needle_views or node is None or node.entry == node.target:
-            for widget in self.slice_widgets.values():
-                if widget.slice_view.custom_axes:
-                    widget.slice_view.set_plane_axes(None, cursor=self.cursor)
-            return
-        axes = needle_view_axes(np.asarray(node.entry, float), np.asarray(node.target, float))
-        for name, (u, v) in axes.items():
-            self.slice_widgets[name].slice_view.set_plane_axes(u, v, cursor=self.cursor)
-
-    def _use_suggestion(self, entry) -> None:
-        node = self._current()
-        if node is not None and not node.locked:
-            self.scene.execute(SetField(node.id, "entry", tuple(entry), text="Suggested entry"))
-
-    def frame_path(self) -> None:
-        """Centre every view on the current path's midpoint, zoomed to show all of it."""
-        node = self._current()
-        if node is None:
-            return
-        entry, target = np.asarray(node.entry, float), np.asarray(node.target, float)
-        self.set_cursor((entry + target) / 2.0)
-        for widget in self.slice_widgets.values():
-            sv = widget.slice_view
-            sv.reset_camera()
-            if sv.frame is None:
-                continue
-            a, b = sv.frame.to_plane(entry)[:2], sv.frame.to_plane(target)[:2]
-            centre = (a + b) / 2.0
-            camera = sv.renderer.GetActiveCamera()
-            fx, fy, _ = camera.GetFocalPoint()
-            sv.pan(fx - centre[0], fy - centre[1])
-            span = float(np.max(np.abs(b - a))) / 2.0 + 20.0
-            camera.SetParallelScale(max(span, 30.0))
-        self.render_all()
-
-    def suggest_entries(self) -> None:
-        node = self._current()
-        if node is None or self.path_ctx is None:
-            self.statusBar().showMessage("Place a trajectory (its target) first.", 5000)
-            return
-        from guideplan.planning.suggest import suggest_entries
-
-        chosen = self.trajectory_panel.position.currentData()
-        if chosen == "any":
-            position = None
-        else:
-            position = chosen or _position_of(self.planning.volume.meta.get("patient_position", ""))
-        device = (
-            self.catalog.get(node.device_id)
-            if node.device_id in self.catalog
-            else self.catalog.default_needle()
-        )
-        ctx, target, node_id = self.path_ctx, node.target, node.id
-
-        def task(progress, cancel):
-            return suggest_entries(ctx, target, device, position=position, progress=progress)
-
-        def done(result) -> None:
-            ranked = result.ranked
-            self.view3d.view3d.set_skin_scores(
-                np.array([c.entry for c in result.candidates]),
-                np.array([c.score for c in result.candidates]),
-            )
-            shown = list(result.best_per_route().values())
-            shown += [c for c in ranked[:5] if c not in shown]
-            self.trajectory_panel.show_suggestions(shown)
-            self.render_all()
-            if not ranked:
-                self.statusBar().showMessage("No safe straight path found from the skin.", 8000)
-                return
-            best = ranked[0]
-            self.scene.execute(
-                SetField(
-                    node_id, "entry", tuple(float(v) for v in best.entry), text="Suggested entry"
-                )
-            )
-            routes = ", ".join(f"{k} {c.score:.2f}" for k, c in result.best_per_route().items())
-            self.statusBar().showMessage(
-                f"{len(ranked)} possible paths; best {best.route} (score {best.score:.2f}). "
-                f"Routes: {routes}",
-                15000,
-            )
-
-        run_task(self, task, done, "Suggesting entry points")
 
     # -- scene -> views ----------------------------------------------------------------
     def _on_scene_change(self, node: Node, field: str) -> None:
@@ -1642,121 +874,6 @@ class MainWindow(QMainWindow):
         self.act_undo.setText(f"&Undo {history.undo_text}".strip())
         self.act_redo.setText(f"&Redo {history.redo_text}".strip())
 
-    # -- cases -------------------------------------------------------------------------
-    def open_case_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open guideplan case (.gplan folder)")
-        if path:
-            self.open_case(Path(path))
-
-    def open_case(self, path: Path) -> None:
-        if not self._confirm_discard():
-            return
-        path = Path(path)
-
-        def task(progress, cancel):
-            return open_case(path, progress=progress, cancel=cancel)
-
-        def done(scene: Scene) -> None:
-            self.set_scene(scene, case_path=path)
-            self.statusBar().showMessage(f"Opened {path}", 5000)
-
-        run_task(self, task, done, "Opening case")
-
-    def save(self) -> bool:
-        if self.planning is None:
-            return False
-        if self.case_path is None:
-            return self.save_as()
-        return self._save_to(self.case_path)
-
-    def save_as(self) -> bool:
-        if self.planning is None:
-            return False
-        start = str(self.case_path or Path.home() / _default_case_name(self.planning))
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Save case as", start, "guideplan case (*.gplan)"
-        )
-        if not path:
-            return False
-        target = Path(path)
-        if target.suffix != ".gplan":
-            target = target.with_suffix(".gplan")
-        return self._save_to(target)
-
-    def _save_to(self, path: Path) -> bool:
-        """Save on the GUI thread: the user sees 'saved' before going on."""
-        try:
-            save_case(self.scene, path)
-        except GuideplanError as exc:
-            QMessageBox.warning(self, exc.title, str(exc))
-            return False
-        except OSError as exc:
-            QMessageBox.warning(self, "Cannot save", f"{exc}\n\nChoose another folder.")
-            return False
-        self.case_path = path
-        if self.autosaver is not None:
-            self.autosaver.saved(path)
-        self.recent.add(path)
-        self._rebuild_recent_menu()
-        self._update_actions()
-        self.statusBar().showMessage(f"Saved {path}", 5000)
-        return True
-
-    def _rebuild_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        paths = self.recent.list()
-        for path in paths:
-            self.recent_menu.addAction(str(path)).triggered.connect(
-                lambda _=False, p=path: self.open_case(Path(p))
-            )
-        self.recent_menu.setEnabled(bool(paths))
-
-    def _confirm_discard(self) -> bool:
-        """Ask before unsaved edits would be dropped; True to go on."""
-        if self.planning is None or self.scene.history.is_clean:
-            return True
-        answer = QMessageBox.question(
-            self,
-            "Unsaved changes",
-            "The plan has unsaved changes. Save them first?",
-            QMessageBox.StandardButton.Save
-            | QMessageBox.StandardButton.Discard
-            | QMessageBox.StandardButton.Cancel,
-        )
-        if answer == QMessageBox.StandardButton.Save:
-            return self.save()
-        return answer == QMessageBox.StandardButton.Discard
-
-    def offer_recovery(self) -> bool:
-        """After a crash: offer the autosaved plan. True if a recovery was started."""
-        infos = pending_recoveries()
-        if not infos:
-            return False
-        info = infos[0]
-        where = info.case_path or "a plan that was never saved"
-        answer = QMessageBox.question(
-            self,
-            "Recover unsaved work?",
-            "guideplan did not close normally. A plan was autosaved at "
-            f"{_local_time(info.last_autosave_at or info.started_at)} ({where}).\n\n"
-            "Recover it?",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-        )
-        if answer != QMessageBox.StandardButton.Yes:
-            discard_recovery(info)
-            return False
-
-        def task(progress, cancel):
-            return recover(info, progress=progress, cancel=cancel)
-
-        def done(scene: Scene) -> None:
-            self.set_scene(scene, Path(info.case_path) if info.case_path else None, unsaved=True)
-            discard_recovery(info)
-            self.statusBar().showMessage("Recovered the autosaved plan; save it to keep it.")
-
-        run_task(self, task, done, "Recovering plan")
-        return True
-
     # -- drag and drop -----------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:
         if event.mimeData().hasUrls():
@@ -1777,58 +894,3 @@ class MainWindow(QMainWindow):
         for task in list(_ACTIVE):
             task.shutdown()
         event.accept()
-
-
-def needle_view_axes(entry: np.ndarray, target: np.ndarray) -> dict[str, tuple]:
-    """(screen right, screen up) of the three needle views, in LPS.
-
-    The two in-plane views contain the needle, entry at the top; the first is the one
-    closest to the axial plane (the patient's left-right axis stays on screen). The
-    bull's-eye view looks down the needle: scrolling forward moves toward the tip.
-    """
-    d = (target - entry) / np.linalg.norm(target - entry)
-    ref = np.array([1.0, 0.0, 0.0]) if abs(d[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
-    u1 = ref - (ref @ d) * d
-    u1 /= np.linalg.norm(u1)
-    u2 = np.cross(d, u1)
-    return {"axial": (u1, -d), "coronal": (u2, -d), "sagittal": (u1, u2)}
-
-
-def _position_of(patient_position: str) -> str | None:
-    """DICOM PatientPosition -> the reachable skin for suggestions."""
-    code = patient_position.upper()
-    if code.endswith("P"):
-        return "prone"
-    if code.endswith("S"):
-        return "supine"
-    if code.endswith("DL"):
-        return "right-up"  # lying on the left side: the right side is up
-    if code.endswith("DR"):
-        return "left-up"
-    return None
-
-
-def _local_time(iso: str) -> str:
-    """'2026-11-28T22:04:40+00:00' -> '28 Nov 2026 23:04' in the user's time zone."""
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(iso).astimezone().strftime("%d %b %Y %H:%M")
-    except (TypeError, ValueError):
-        return str(iso)
-
-
-def _default_case_name(node: VolumeNode) -> str:
-    meta = node.volume.meta if node.volume is not None else {}
-    stem = "_".join(p for p in (meta.get("patient_id", ""), meta.get("study_date", "")) if p)
-    return f"{stem or 'plan'}.gplan"
-
-
-def _source_of(volume: Volume) -> dict:
-    meta = volume.meta
-    return {
-        "series_uid": meta.get("series_uid", ""),
-        "study_uid": meta.get("study_uid", ""),
-        "frame_of_reference_uid": meta.get("frame_of_reference_uid", ""),
-        "path": meta.get("source_path", ""),
-    }

@@ -71,7 +71,7 @@ def test_device_change_is_undoable_and_updates_readouts(window, qtbot):
 
 
 def test_needle_view_axes_contain_the_needle():
-    from guideplan.ui.main_window import needle_view_axes
+    from guideplan.ui.window_trajectories import needle_view_axes
 
     entry, target = np.array([-80.0, 90.0, 20.0]), np.array([-4.0, 44.0, 1.0])
     d = (target - entry) / np.linalg.norm(target - entry)
