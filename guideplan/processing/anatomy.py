@@ -16,8 +16,14 @@ axis is the array axis closest to head-feet.
 * **Spinal canal**: in axial slices where the vertebral arch closes a ring (after a small
   closing), the canal is a hole of 60-700 mm^2. Those holes form one segment per
   vertebra; the canal is the longest chain of segments stacked head to feet with small
-  steps, interpolated across the disc levels (signed-distance interpolation) and
-  extended a little toward the edges of the field of view.
+  steps. Each ringed slice's cross-section is the largest ellipse of the hole's shape
+  inside it (the hole's corners are closing artefacts and foramen entries), interpolated
+  across the disc levels (signed-distance interpolation). Past the last closed ring at
+  either end the ellipse is tracked slice by slice: it may move and resize a little per
+  slice, must stay out of the bone and sits where the most bone hugs its rim, so it
+  follows the canal where the arch is open (the notch of an open dorsal arch: spina
+  bifida, laminectomy, a sacral canal open behind) and as it curves in the sacrum. Where
+  no bone holds it (a disc, the canal's end) it is carried over at most ``extend_mm``.
 * **Vertebral bodies and levels**: along the canal, a slice belongs to a body when the
   bone area in front of the canal is large; runs of such slices are the bodies, and the
   discs the gaps. Levels are named only from a landmark the field of view shows:
@@ -199,20 +205,249 @@ def spinal_canal(volume: Volume, bone: np.ndarray | None = None) -> np.ndarray:
     canal = np.zeros(moved.shape, dtype=bool)
     if not chain or (chain[-1].last - chain[0].first + 1) * slice_mm < float(cfg["min_length_mm"]):
         return np.moveaxis(canal, 0, axis)
+    # each ringed slice's cross-section: the rounded canal inside the ring (the hole's
+    # corners are closing artefacts and the entries of the foramina)
+    sections: dict[int, _Ellipse] = {}
     for seg in chain:
         for k, m in seg.slices.items():
-            canal[k] |= m
-    for a, b in itertools.pairwise(chain):
-        _interpolate(canal, a.last, b.first, plane_sp)
-    reach = int(round(float(cfg["extend_mm"]) / slice_mm))
-    for k in range(max(chain[0].first - reach, 0), chain[0].first):
-        canal[k] = canal[chain[0].first]
-    for k in range(chain[-1].last + 1, min(chain[-1].last + reach + 1, canal.shape[0])):
-        canal[k] = canal[chain[-1].last]
+            e = _inscribed_ellipse(m, plane_sp, float(cfg["shape_tolerance"]))
+            if e is not None:
+                sections[k] = e
+                e.paint(canal[k], plane_sp)
+    ks = sorted(sections)
+    if not ks:
+        return np.moveaxis(canal, 0, axis)
+    for a, b in itertools.pairwise(ks):
+        _interpolate(canal, a, b, plane_sp)
+    # past the last closed rings (an open arch, the sacrum, the field of view's edge):
+    # follow the cross-section slice by slice along the bone that holds it
+    _track(canal, moved, sections[ks[0]], ks[0], -1, plane_sp, slice_mm, cfg)
+    _track(canal, moved, sections[ks[-1]], ks[-1], 1, plane_sp, slice_mm, cfg)
     canal &= ~moved
     # air and lung never fill the canal (a ring hole's corner may reach the lung)
     canal &= np.moveaxis(volume.array, axis, 0) >= float(cfg["min_content_hu"])
     return np.moveaxis(canal, 0, axis)
+
+
+@dataclass
+class _Ellipse:
+    """A canal cross-section: an ellipse in one slice, in mm of the slice's pixel grid
+    (row * row spacing, column * column spacing)."""
+
+    centre: np.ndarray  # (2,) mm
+    axes: np.ndarray  # (2,) semi-axes, mm
+    basis: np.ndarray  # (2, 2) columns: the unit directions of the axes
+
+    def box(self, plane_sp: Sequence[float], grow_mm: float = 0.0) -> tuple[np.ndarray, ...]:
+        """(first pixel, pixel-grid mm coordinates u, v along the axes) of a box
+        holding the ellipse grown by ``grow_mm``."""
+        reach = float(self.axes.max()) + grow_mm
+        half = np.array([int(np.ceil(reach / s)) + 1 for s in plane_sp])
+        mid = np.rint(self.centre / np.asarray(plane_sp)).astype(int)
+        lo = mid - half
+        r = (np.arange(2 * half[0] + 1) + lo[0]) * plane_sp[0] - self.centre[0]
+        c = (np.arange(2 * half[1] + 1) + lo[1]) * plane_sp[1] - self.centre[1]
+        rr, cc = np.meshgrid(r, c, indexing="ij")
+        u = rr * self.basis[0, 0] + cc * self.basis[1, 0]
+        v = rr * self.basis[0, 1] + cc * self.basis[1, 1]
+        return lo, u, v
+
+    def paint(self, plane: np.ndarray, plane_sp: Sequence[float]) -> None:
+        lo, u, v = self.box(plane_sp)
+        inside = (u / self.axes[0]) ** 2 + (v / self.axes[1]) ** 2 <= 1.0
+        _paste(plane, inside, lo)
+
+
+def _paste(plane: np.ndarray, patch: np.ndarray, lo: np.ndarray) -> None:
+    """OR ``patch`` into ``plane`` at ``lo`` (clipped at the plane's edges)."""
+    a0, b0 = max(lo[0], 0), max(lo[1], 0)
+    a1 = min(lo[0] + patch.shape[0], plane.shape[0])
+    b1 = min(lo[1] + patch.shape[1], plane.shape[1])
+    if a1 > a0 and b1 > b0:
+        plane[a0:a1, b0:b1] |= patch[a0 - lo[0] : a1 - lo[0], b0 - lo[1] : b1 - lo[1]]
+
+
+def _crop(plane: np.ndarray, lo: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``plane[lo : lo + shape]``, False beyond the plane's edges."""
+    out = np.zeros(shape, dtype=bool)
+    a0, b0 = max(lo[0], 0), max(lo[1], 0)
+    a1 = min(lo[0] + shape[0], plane.shape[0])
+    b1 = min(lo[1] + shape[1], plane.shape[1])
+    if a1 > a0 and b1 > b0:
+        out[a0 - lo[0] : a1 - lo[0], b0 - lo[1] : b1 - lo[1]] = plane[a0:a1, b0:b1]
+    return out
+
+
+def _inscribed_ellipse(
+    hole: np.ndarray, plane_sp: Sequence[float], tolerance: float
+) -> _Ellipse | None:
+    """The largest ellipse of the hole's own shape (second moments) that stays inside
+    it, up to ``tolerance`` of its area: the moment ellipse, shrunk until it fits."""
+    idx = np.argwhere(hole)
+    if len(idx) < 5:
+        return None
+    pts = idx * np.asarray(plane_sp)
+    centre = pts.mean(axis=0)
+    var, basis = np.linalg.eigh(np.cov((pts - centre).T))
+    axes = 2.0 * np.sqrt(np.maximum(var, 1e-6))
+    e = _Ellipse(centre, axes, basis)
+    lo, u, v = e.box(plane_sp, 0.2 * float(axes.max()))
+    inside = _crop(hole, lo, u.shape)
+    r2 = (u / axes[0]) ** 2 + (v / axes[1]) ** 2
+    for scale in np.arange(1.2, 0.49, -0.02):
+        ell = r2 <= scale**2
+        n = np.count_nonzero(ell)
+        if n and np.count_nonzero(ell & ~inside) <= tolerance * n:
+            return _Ellipse(centre, axes * scale, basis)
+    return None
+
+
+def _track(
+    canal: np.ndarray,
+    bone: np.ndarray,
+    start: _Ellipse,
+    k0: int,
+    step: int,
+    plane_sp: list[float],
+    slice_mm: float,
+    cfg: dict[str, Any],
+) -> None:
+    """Follow the canal's cross-section from slice ``k0`` in direction ``step``.
+
+    In each next slice the last held ellipse may move a little and grow or shrink a
+    little (per mm along the canal); of the fits that stay out of the bone, the one with
+    the most bone along its rim wins: a ring without a closed arch, the notch of an open
+    dorsal arch (spina bifida, laminectomy, a sacral canal open behind) or the groove
+    behind the vertebral body still hold it. Where no fit has enough bone along its rim
+    (a disc, the canal's end) the search widens slice by slice; once the canal is held
+    again, the slices in between are interpolated. After ``extend_mm`` without a hold
+    the last held ellipse is carried over those slices and the canal stops.
+    """
+    per_slice = float(cfg["track_slope"]) * slice_mm
+    max_reach = float(cfg["max_step_mm"])
+    rate = float(cfg["track_size_rate_per_mm"]) * slice_mm
+    fit = _RimFit(
+        band=float(cfg["rim_mm"]),
+        max_in_bone=float(cfg["shape_tolerance"]),
+        min_area=float(cfg["min_area_mm2"]),
+        factors=(1.0 - rate, 1.0, 1.0 + rate),
+        move_cost=float(cfg["track_move_cost"]),
+        size_cost=float(cfg["track_size_cost"]),
+    )
+    min_rim = float(cfg["min_rim_contact"])
+    coast_limit = float(cfg["extend_mm"])
+    held, pending = start, []
+    k = k0 + step
+    while 0 <= k < canal.shape[0]:
+        reach_mm = min(per_slice * (len(pending) + 1), max_reach)
+        found = fit(held, bone[k], plane_sp, reach_mm, per_slice)
+        if found is not None and found[1] >= min_rim:
+            new = found[0]
+            n = len(pending) + 1
+            for m, kp in enumerate(pending, start=1):
+                t = m / n
+                _Ellipse(
+                    (1 - t) * held.centre + t * new.centre,
+                    (1 - t) * held.axes + t * new.axes,
+                    held.basis,
+                ).paint(canal[kp], plane_sp)
+            new.paint(canal[k], plane_sp)
+            held, pending = new, []
+        else:
+            pending.append(k)
+            if len(pending) * slice_mm > coast_limit:
+                break
+        k += step
+    for kp in pending[: int(coast_limit / slice_mm)]:
+        held.paint(canal[kp], plane_sp)
+
+
+@dataclass
+class _RimFit:
+    """Best placement of an ellipse (moved by up to ``reach`` mm, each semi-axis scaled by
+    one of ``factors``) in a slice's bone: at most ``max_in_bone`` of it in bone, and the
+    largest bone fraction in the band of width ``band`` (mm) around it. Both are measured
+    on fixed sample points (area-uniform inside, two rings in the band), so the ellipse
+    moves by fractions of a pixel."""
+
+    band: float
+    max_in_bone: float
+    min_area: float
+    factors: tuple[float, ...]
+    move_cost: float
+    size_cost: float
+
+    def __call__(
+        self,
+        e: _Ellipse,
+        bone2d: np.ndarray,
+        plane_sp: Sequence[float],
+        reach: float,
+        per: float,
+    ) -> tuple[_Ellipse, float] | None:
+        """(the ellipse, the bone fraction of its rim band), or None if none fits.
+        ``per`` (mm) is the move allowed per slice, the unit of the move cost."""
+        sp = np.asarray(plane_sp, dtype=float)
+        step = max(0.5 * float(sp.min()), reach / 6.0)
+        n = int(np.floor(reach / step + 1e-9))
+        offs = np.arange(-n, n + 1) * step
+        shifts = np.stack(np.meshgrid(offs, offs, indexing="ij"), axis=-1).reshape(-1, 2)
+        fa, fb = (g.ravel() for g in np.meshgrid(self.factors, self.factors, indexing="ij"))
+        axes = e.axes[None, :] * np.stack([fa, fb], axis=1)  # (F, 2)
+        keep = np.pi * axes[:, 0] * axes[:, 1] >= self.min_area
+        if not keep.any():
+            return None
+        axes = axes[keep]
+        inner, ring = _SAMPLES
+        ang = np.stack([np.cos(ring), np.sin(ring)], axis=1)  # (R, 2)
+        pts_in = inner[None, :, :] * axes[:, None, :]  # (F, I, 2), ellipse frame
+        pts_rim = np.concatenate(
+            [ang[None] * (axes[:, None, :] + d * self.band) for d in (0.5, 1.0)], axis=1
+        )  # (F, 2R, 2)
+
+        def lookup(pts: np.ndarray) -> np.ndarray:  # (F, P, 2) ellipse frame -> (F, S, P)
+            mm = pts @ e.basis.T  # to the slice's (row, column) mm
+            at = e.centre + shifts[None, :, None, :] + mm[:, None, :, :]
+            idx = np.rint(at / sp).astype(np.intp)
+            inside = (
+                (idx[..., 0] >= 0)
+                & (idx[..., 0] < bone2d.shape[0])
+                & (idx[..., 1] >= 0)
+                & (idx[..., 1] < bone2d.shape[1])
+            )
+            out = np.zeros(inside.shape, dtype=bool)
+            out[inside] = bone2d[idx[..., 0][inside], idx[..., 1][inside]]
+            return out
+
+        in_bone = lookup(pts_in).mean(axis=2)  # (F, S)
+        frac = lookup(pts_rim).mean(axis=2)
+        ok = in_bone <= self.max_in_bone
+        if not ok.any():
+            return None
+        # the canal changes little from slice to slice: a move of ``per`` mm or a change of
+        # one size step must buy that much more bone on the rim (ties: the smallest change)
+        size_step = max(float(np.log(max(self.factors))), 1e-6)
+        steps = np.abs(np.log(axes / e.axes[None, :])).sum(axis=1) / size_step
+        score = (
+            np.where(ok, frac, -1.0)
+            - self.move_cost * np.sum(shifts**2, axis=1)[None, :] / per**2
+            - self.size_cost * steps[:, None]
+        )
+        f, s_ = np.unravel_index(int(np.argmax(score)), score.shape)
+        return _Ellipse(e.centre + shifts[s_], axes[f], e.basis), float(frac[f, s_])
+
+
+def _sample_points(n_inner: int = 160, n_ring: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """Area-uniform points in the unit disc (a sunflower) and the angles of a ring."""
+    i = np.arange(n_inner) + 0.5
+    r = np.sqrt(i / n_inner)
+    t = i * np.pi * (3.0 - np.sqrt(5.0))
+    return np.stack([r * np.cos(t), r * np.sin(t)], axis=1), np.linspace(
+        0.0, 2.0 * np.pi, n_ring, endpoint=False
+    )
+
+
+_SAMPLES = _sample_points()
 
 
 def _ring_holes(
@@ -228,8 +463,7 @@ def _ring_holes(
     if box is None:
         return []
     # closing within each slice only (no reach across slices), then each slice's holes
-    closed = masks.closing(bone[box], [masks.IN_PLANE_ONLY, *plane_sp],
-                           float(cfg["closing_mm"]))
+    closed = masks.closing(bone[box], [masks.IN_PLANE_ONLY, *plane_sp], float(cfg["closing_mm"]))
     holes = np.zeros(bone.shape, dtype=bool)
     holes[box] = masks.fill_holes_by_slice(closed, 0) & ~closed
     comps = masks.components(holes, full=False)
@@ -293,11 +527,17 @@ def _interpolate(stack: np.ndarray, a: int, b: int, plane_sp: list[float]) -> No
     """Fill slices a+1..b-1 of ``stack`` from slices a and b (signed distances)."""
     if b - a < 2:
         return
-    da = masks.signed_distance(stack[a], plane_sp)
-    db = masks.signed_distance(stack[b], plane_sp)
+    # only around the two cross-sections (whole-slice distance maps cost more)
+    both = stack[a] | stack[b]
+    if not both.any():
+        return
+    rows, cols = np.flatnonzero(both.any(axis=1)), np.flatnonzero(both.any(axis=0))
+    box = (slice(max(rows[0] - 2, 0), rows[-1] + 3), slice(max(cols[0] - 2, 0), cols[-1] + 3))
+    da = masks.signed_distance(stack[a][box], plane_sp)
+    db = masks.signed_distance(stack[b][box], plane_sp)
     for k in range(a + 1, b):
         t = (k - a) / (b - a)
-        stack[k] |= (1.0 - t) * da + t * db <= 0.0
+        stack[k][box] |= (1.0 - t) * da + t * db <= 0.0
 
 
 # ======================================================================================
@@ -387,7 +627,7 @@ def find_vertebrae(volume: Volume, bone: np.ndarray, canal: np.ndarray) -> Verte
     for n, (k0, k1) in enumerate(runs, start=1):
         slab = np.stack([windows[k] for k in range(k0, k1 + 1)])
         body = np.zeros(bone_s.shape, dtype=bool)
-        body[k0:k1 + 1] = masks.largest_component(slab)
+        body[k0 : k1 + 1] = masks.largest_component(slab)
         labels[body] = n
         kji = np.argwhere(np.moveaxis(body, 0, axis)).mean(axis=0)
         center = volume.index_to_physical(kji[::-1])
@@ -595,8 +835,11 @@ def _plane_base(volume: Volume, axis: int) -> tuple[np.ndarray, np.ndarray, tupl
         ijk = np.stack([kji[2], kji[1], kji[0]], axis=-1).astype(float)
         step_ijk = np.zeros(3)
         step_ijk[2 - axis] = 1.0
-        _PLANE_CACHE[key] = (ijk @ m[0, :3] + m[0, 3], ijk @ m[1, :3] + m[1, 3],
-                             (float(m[0, :3] @ step_ijk), float(m[1, :3] @ step_ijk)))
+        _PLANE_CACHE[key] = (
+            ijk @ m[0, :3] + m[0, 3],
+            ijk @ m[1, :3] + m[1, 3],
+            (float(m[0, :3] @ step_ijk), float(m[1, :3] @ step_ijk)),
+        )
     return _PLANE_CACHE[key]
 
 
