@@ -1,21 +1,74 @@
-"""The window's segmentation actions: label map, growing, brush, anatomy, surfaces.
+"""The window's segmentation actions: label map, growing (and re-growing with an adjusted
+range), threshold in a box or sphere, brush, label operations, anatomy, label display,
+surfaces; import and export live in :mod:`guideplan.ui.segment_io_actions`.
 
 A mixin of MainWindow, kept apart so that each part of the window reads on its own.
+Every label edit is a :class:`~guideplan.model.label_commands.LabelEdit` (undoable).
 """
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Callable
+from dataclasses import dataclass
 
+import numpy as np
+from PySide6.QtWidgets import QMessageBox
+
+from guideplan.core.errors import GuideplanError
+from guideplan.core.labelmap import LabelDiff
 from guideplan.model.commands import AddNode
-from guideplan.model.label_commands import edit_labels, stroke_key
+from guideplan.model.label_commands import LabelEdit, edit_labels, stroke_key
 from guideplan.model.nodes import LabelInfo, LabelMapNode
 from guideplan.render.label_layer import LabelLayer, label_surfaces, surface_actor
+from guideplan.ui.segment_io_actions import SegmentIOActions
 from guideplan.ui.workers import run_task
 
+#: Label operations that compute a diff from (labels, label id, spacing, window).
+_OPERATION_TEXT = {
+    "largest": "Keep largest island",
+    "islands": "Remove small islands",
+    "smooth": "Smooth",
+    "grow": "Grow label",
+    "shrink": "Shrink label",
+    "fill": "Fill between slices",
+}
 
-class SegmentationActions:
+
+class _GrowEdit(LabelEdit):
+    """A grow's label edit; a re-grow merges into it (one undo step) and renames it."""
+
+    def merge(self, other: object) -> bool:
+        if not super().merge(other):
+            return False
+        self.text = getattr(other, "text", self.text)
+        return True
+
+
+@dataclass
+class _GrowState:
+    """The last grow, so that a re-grow replaces it instead of adding to it."""
+
+    node_id: str
+    seed: np.ndarray
+    label: int
+    on_prior: bool
+    serial: int
+    #: Net change of this grow (and its re-grows) from the label map before it.
+    diff: LabelDiff
+
+    @property
+    def merge_key(self) -> tuple:
+        return ("grow", self.node_id, self.serial)
+
+
+class SegmentationActions(SegmentIOActions):
     """Label editing on the planning grid (part of MainWindow)."""
+
+    _grow_state: _GrowState | None = None
+    _grow_serial = 0
+    _threshold_start: np.ndarray | None = None
+    _threshold_end: np.ndarray | None = None
+    _surface_by_label: dict | None = None
 
     # -- segmentation ------------------------------------------------------------------
     def _labelmap(self, create: bool = True) -> LabelMapNode | None:
@@ -38,27 +91,205 @@ class SegmentationActions:
         self.scene.execute(AddNode(node, text="New segmentation"))
         return node
 
-    def grow_lesion(self, seed) -> None:
+    def _warn(self, exc: GuideplanError) -> None:
+        QMessageBox.warning(self, exc.title, str(exc))
+
+    def _tool_prior(self):
+        """(prior volume, CT->prior matrix) when the tools read the fused prior, else
+        (None, None). Raises when asked for a prior that is not there."""
+        from guideplan.processing.segmentation import SegmentationError
+
+        if not self.segment_panel.use_prior.isChecked():
+            return None, None
+        node, transform = self._prior()
+        if node is None or node.volume is None:
+            raise SegmentationError(
+                "No prior study is fused, so there is nothing to grow or threshold on.",
+                hint="Add a prior study (File > Add prior study), or untick 'Use the fused "
+                "prior's intensities'.",
+            )
+        matrix = transform.matrix if transform is not None else np.eye(4)
+        return node.volume, np.asarray(matrix, dtype=float)
+
+    # -- region growing ------------------------------------------------------------------
+    def grow_lesion(self, seed, grow_range: tuple[float, float] | None = None) -> None:
+        """Grow from ``seed`` (a click); with ``grow_range``, re-grow the last grow with
+        this range, replacing its result."""
         from guideplan.processing.segmentation import grow_lesion
 
         volume = self.planning.volume
-        label = self.segment_panel.label_id
+        regrow = grow_range is not None and self._grow_state is not None
+        label = self._grow_state.label if regrow else self.segment_panel.label_id
+        try:
+            if regrow:
+                on_prior = self._grow_state.on_prior
+                moving, to_moving = self._tool_prior() if on_prior else (None, None)
+                if on_prior and moving is None:  # the box was unticked since
+                    self.segment_panel.use_prior.setChecked(True)
+                    moving, to_moving = self._tool_prior()
+            else:
+                moving, to_moving = self._tool_prior()
+        except GuideplanError as exc:
+            self._warn(exc)
+            return
+        seed = np.asarray(seed, dtype=float)
 
         def task(progress, cancel):
-            return grow_lesion(volume, seed, progress=progress, cancel=cancel)
+            return grow_lesion(
+                volume,
+                seed,
+                grow_range=grow_range,
+                moving=moving,
+                fixed_to_moving=to_moving,
+                progress=progress,
+                cancel=cancel,
+            )
 
         def done(result) -> None:
             node = self._labelmap()
-            diff = result.to_diff(node.array, label)
-            edit_labels(self.scene, node.id, diff, text="Grow lesion")
+            state = self._grow_state if regrow else None
+            if state is not None and state.node_id != node.id:
+                state = None
+            if state is None:
+                self._grow_serial += 1
+                state = _GrowState(
+                    node.id,
+                    seed,
+                    label,
+                    moving is not None,
+                    self._grow_serial,
+                    LabelDiff.empty(node.array.shape, node.array.dtype),
+                )
+            diff = _replace_grow(node.array, state.diff, result, label)
+            source = " on the prior" if moving is not None else ""
+            lo, hi = result.grow_range
+            if not diff.is_empty:
+                text = f"Grow lesion{source} (HU {lo:.0f}..{hi:.0f})"
+                self.scene.execute(_GrowEdit(node.id, diff, text=text, merge_key=state.merge_key))
+            state.diff = state.diff.then(diff)
+            self._grow_state = state
+            self.segment_panel.show_grow_range(lo, hi)
             self.statusBar().showMessage(
                 f"Lesion: {result.volume_ml(volume.spacing):.2f} mL "
-                f"(HU {result.grow_range[0]:.0f}..{result.grow_range[1]:.0f}, {result.mode})",
+                f"(HU {lo:.0f}..{hi:.0f}, {result.mode}{source}). Adjust the range in the "
+                "panel and re-grow if needed.",
                 8000,
             )
 
         run_task(self, task, done, "Segmenting the lesion")
 
+    def regrow(self) -> None:
+        """Grow again from the last seed with the panel's range (one undo step with it)."""
+        if self._grow_state is None or self.planning is None:
+            return
+        self.grow_lesion(self._grow_state.seed, self.segment_panel.grow_range)
+
+    # -- threshold in a box or a sphere --------------------------------------------------
+    def _threshold_point(self, lps: np.ndarray, released: bool) -> None:
+        if not released:
+            self._threshold_start = self._threshold_end = np.asarray(lps, dtype=float)
+            self._pending_points = []
+            return
+        start, self._threshold_start = self._threshold_start, None
+        self._pending_points = []
+        if start is None:
+            return
+        self.threshold_shape(start, np.asarray(lps, dtype=float))
+
+    def _threshold_drag(self, lps: np.ndarray) -> None:
+        if self._threshold_start is None:
+            return
+        self._threshold_end = np.asarray(lps, dtype=float)
+        outline = self._threshold_outline(self._threshold_start, self._threshold_end)
+        self._pending_points = [np.asarray(p) for p in outline] if outline is not None else []
+        self._refresh_views()
+
+    def _threshold_frame(self):
+        name = self._focus_view if self._focus_view in self.slice_widgets else "axial"
+        return self.slice_widgets[name].slice_view.frame
+
+    def _threshold_outline(self, start: np.ndarray, end: np.ndarray) -> np.ndarray | None:
+        """The shape's outline in the view's plane (a preview while dragging)."""
+        frame = self._threshold_frame()
+        if frame is None:
+            return None
+        d = end - start
+        if self.segment_panel.threshold_shape == "sphere":
+            radius = float(np.linalg.norm(d))
+            t = np.linspace(0.0, 2.0 * np.pi, 49)
+            return start + radius * (np.cos(t)[:, None] * frame.u + np.sin(t)[:, None] * frame.v)
+        du, dv = (d @ frame.u) * frame.u, (d @ frame.v) * frame.v
+        return np.array([start, start + du, start + du + dv, start + dv, start])
+
+    def threshold_shape(self, start: np.ndarray, end: np.ndarray) -> bool:
+        """Label the voxels within the panel's HU range inside the box dragged from
+        ``start`` to ``end`` (the box's depth across the view from the panel), or inside
+        the sphere centred on ``start`` through ``end``. Returns whether labels changed."""
+        from guideplan.processing.segmentation import SegmentationError, threshold_region
+
+        panel = self.segment_panel
+        frame = self._threshold_frame()
+        if self.planning is None or frame is None:
+            return False
+        lo, hi = panel.threshold_range
+        d = np.asarray(end, float) - np.asarray(start, float)
+        try:
+            moving, to_moving = self._tool_prior()
+            if panel.threshold_shape == "sphere":
+                radius = float(np.linalg.norm(d))
+                if radius < 0.5:
+                    raise SegmentationError(
+                        "The sphere is too small.",
+                        hint="Press at the centre and drag to the radius you want.",
+                    )
+                shape = {"sphere_lps": (start, radius)}
+                what = f"sphere r {radius:.1f} mm"
+            else:
+                width, height = abs(d @ frame.u), abs(d @ frame.v)
+                if min(width, height) < 0.5:
+                    raise SegmentationError(
+                        "The box is too thin.",
+                        hint="Drag from one corner of the box to the opposite one.",
+                    )
+                half = 0.5 * panel.box_depth.value() * frame.w
+                du, dv = (d @ frame.u) * frame.u, (d @ frame.v) * frame.v
+                corners = np.array(
+                    [
+                        start + a * du + b * dv + c * half
+                        for a in (0, 1)
+                        for b in (0, 1)
+                        for c in (-1, 1)
+                    ]
+                )
+                # an LPS-axis-aligned box: exact in the axial, coronal and sagittal views
+                shape = {"box_lps": (corners.min(axis=0), corners.max(axis=0))}
+                what = f"box {width:.0f}×{height:.0f}×{panel.box_depth.value():.0f} mm"
+            node = self._labelmap()
+            diff = threshold_region(
+                self.planning.volume,
+                node.array,
+                panel.label_id,
+                lo,
+                hi,
+                moving=moving,
+                fixed_to_moving=to_moving,
+                **shape,
+            )
+        except GuideplanError as exc:
+            self._warn(exc)
+            self._refresh_views()
+            return False
+        changed = edit_labels(self.scene, node.id, diff, text=f"Threshold {lo:.0f}..{hi:.0f}")
+        self.statusBar().showMessage(
+            f"Threshold {lo:.0f}..{hi:.0f} in a {what}: {len(diff)} voxels labelled"
+            if changed
+            else f"Threshold {lo:.0f}..{hi:.0f}: no voxel in range inside the {what}",
+            8000,
+        )
+        self._refresh_views()
+        return changed
+
+    # -- brush -----------------------------------------------------------------------------
     def _brush(self, lps: np.ndarray) -> None:
         from guideplan.processing.segmentation import paint
 
@@ -88,27 +319,79 @@ class SegmentationActions:
             merge_key=stroke_key(node.id, self.tool, self._stroke),
         )
 
+    # -- operations ----------------------------------------------------------------------
     def label_operation(self, name: str) -> None:
-        from guideplan.processing import segmentation as seg
-
-        node = self._labelmap()
-        if node is None:
-            return
-        label, spacing = self.segment_panel.label_id, self.planning.volume.spacing
+        """A panel operation on the chosen label, computed off the GUI thread."""
         if name == "anatomy":
             self.auto_anatomy()
             return
-        diff = {
-            "largest": lambda: seg.keep_largest_island(node.array, label),
-            "smooth": lambda: seg.smooth_label(node.array, label, 1.0, spacing),
-            "grow1": lambda: seg.grow_shrink(node.array, label, 1.0, spacing),
-            "shrink1": lambda: seg.grow_shrink(node.array, label, -1.0, spacing),
-        }[name]()
-        edit_labels(self.scene, node.id, diff, text=name.capitalize())
+        node = self._labelmap()
+        if node is None:
+            return
+        try:
+            compute = self._operation(name, node)
+        except GuideplanError as exc:
+            self._warn(exc)
+            return
+        self._label_task(node, compute, _OPERATION_TEXT[name])
+
+    def _operation(self, name: str, node: LabelMapNode) -> Callable[[np.ndarray], LabelDiff]:
+        from guideplan.processing import segmentation as seg
+
+        panel = self.segment_panel
+        label, spacing = panel.label_id, self.planning.volume.spacing
+        margin = panel.margin.value()
+        if name == "fill":
+            axis = self._fill_axis()
+            return lambda labels: seg.fill_between_slices(labels, label, spacing, axis=axis)
+        if name == "islands":
+            min_mm3 = panel.island_ml.value() * 1000.0
+            return lambda labels: seg.remove_small_islands(labels, label, min_mm3, spacing)
+        return {
+            "largest": lambda labels: seg.keep_largest_island(labels, label),
+            "smooth": lambda labels: seg.smooth_label(labels, label, 1.0, spacing),
+            "grow": lambda labels: seg.grow_shrink(labels, label, margin, spacing),
+            "shrink": lambda labels: seg.grow_shrink(labels, label, -margin, spacing),
+        }[name]
+
+    def _fill_axis(self) -> int:
+        """The array axis across the slices of the view under the mouse (0 = k)."""
+        from guideplan.processing.segmentation import SegmentationError
+
+        name = self._focus_view if self._focus_view in self.slice_widgets else "axial"
+        frame = self.slice_widgets[name].slice_view.frame
+        volume = self.planning.volume
+        cosines = np.abs(volume.direction.T @ np.asarray(frame.w, dtype=float))
+        ijk = int(np.argmax(cosines))
+        if cosines[ijk] < 0.99:
+            raise SegmentationError(
+                f"The {name} view is oblique to the CT's slices.",
+                hint="Fill between slices in an axial, coronal or sagittal view (turn the "
+                "needle views off).",
+            )
+        return 2 - ijk
+
+    def _label_task(
+        self, node: LabelMapNode, compute: Callable[[np.ndarray], LabelDiff], text: str
+    ) -> None:
+        labels = node.array.copy()  # the worker reads a snapshot; edits may go on
+        label_name = self.segment_panel.label.currentText()
+
+        def done(diff: LabelDiff) -> None:
+            current = self._labelmap(create=False)
+            if current is None or current.array is None or current.array.shape != labels.shape:
+                return
+            # against the array as it is now (equal to the snapshot unless edited since)
+            diff = LabelDiff.from_values(current.array, diff.indices, diff.new)
+            if edit_labels(self.scene, current.id, diff, text=f"{text} ({label_name})"):
+                self.statusBar().showMessage(f"{text}: {len(diff)} voxels changed", 6000)
+            else:
+                self.statusBar().showMessage(f"{text}: nothing to change in '{label_name}'", 6000)
+
+        run_task(self, lambda progress, cancel: compute(labels), done, text)
 
     def auto_anatomy(self) -> None:
         """Bone (cortical, trabecular), spinal canal and body, one undoable step."""
-        from guideplan.core.labelmap import LabelDiff
         from guideplan.processing import anatomy
 
         volume = self.planning.volume
@@ -136,6 +419,15 @@ class SegmentationActions:
 
         run_task(self, task, done, "Finding bone, canal and body")
 
+    # -- display ---------------------------------------------------------------------------
+    def _label_colours(self, node: LabelMapNode | None) -> dict[int, tuple]:
+        """Every label's colour: the table's, then the node's own (imported) labels."""
+        colours = {i: tuple(self.label_table[i].color) for i in self.label_table}
+        if node is not None:
+            for value, info in node.labels.items():
+                colours.setdefault(int(value), tuple(info.color))
+        return colours
+
     def _refresh_labels(self, changed: bool = False) -> None:
         node = self._labelmap(create=False)
         if node is None or node.array is None or self.planning is None:
@@ -144,25 +436,33 @@ class SegmentationActions:
             self.segment_panel.show_metrics(None)
             return
         volume = self.planning.volume.with_array(node.array)
-        # Fill what planning is about (lesion, structures to spare, cement); bone and body
-        # labels stay in the plan but would tint the whole image.
-        shown = ("lesion", "critical", "other")
-        colours = {
-            i: tuple(self.label_table[i].color)
-            for i in self.label_table
-            if self.label_table[i].kind in shown and self.label_table[i].name != "body"
-        }
-        opacity = self.segment_panel.opacity.value() / 100.0
+        panel = self.segment_panel
+        extra = [
+            (int(v), info.name, tuple(info.color), True)
+            for v, info in node.labels.items()
+            if int(v) not in self.label_table
+        ]
+        if extra:
+            panel.set_labels(extra)
+        shown = panel.visible_labels()
+        colours = {i: c for i, c in self._label_colours(node).items() if i in shown}
+        opacity = panel.opacity.value() / 100.0
         for name, widget in self.slice_widgets.items():
             layer = self.label_layers.get(name)
             if layer is None:
                 layer = self.label_layers[name] = LabelLayer(widget.slice_view)
-            layer.set_labels(volume, colours, opacity)
+            layer.set_labels(volume, colours, opacity, panel.display_mode)
             if changed:
                 layer.modified()
+        self._show_surfaces()
         if changed:
             self._surface_timer.start()
         self.render_all()
+
+    def _show_surfaces(self) -> None:
+        shown = self.segment_panel.visible_labels()
+        for label, actor in (self._surface_by_label or {}).items():
+            actor.SetVisibility(label in shown)
 
     def _update_surfaces(self) -> None:
         """After edits settle: 3D surfaces, structures for the needle checks and the
@@ -179,6 +479,7 @@ class SegmentationActions:
         surface_ids = [
             i for i in table if table[i].kind in ("lesion", "critical") and table[i].name != "skin"
         ]
+        surface_ids += [int(v) for v in node.labels if int(v) not in table]
         critical = {
             i: table[i].name
             for i in table
@@ -187,6 +488,7 @@ class SegmentationActions:
         lesion_id = table.id_of("lesion")
         bone_ids = [table.id_of("cortical bone"), table.id_of("trabecular bone")]
         canal_id = table.id_of("spinal canal")
+        colours = self._label_colours(node)
 
         def task(progress, cancel):
             present = {i: name for i, name in critical.items() if np.any(labels == i)}
@@ -213,12 +515,30 @@ class SegmentationActions:
             for actor in self._surface_actors:
                 renderer.RemoveActor(actor)
             self._surface_actors = []
+            self._surface_by_label = {}
             for label, poly in surfaces.items():
-                entry = table[label]
-                actor = surface_actor(poly, entry.color, 0.9 if entry.kind == "lesion" else 0.6)
+                lesion_kind = label in table and table[label].kind == "lesion"
+                actor = surface_actor(poly, colours[label], 0.9 if lesion_kind else 0.6)
                 renderer.AddActor(actor)
                 self._surface_actors.append(actor)
+                self._surface_by_label[label] = actor
+            self._show_surfaces()
             self._refresh_trajectories()
             self.render_all()
 
         run_task(self, task, done, "Updating structures", show_progress=False)
+
+
+def _replace_grow(array: np.ndarray, previous: LabelDiff, result, label: int) -> LabelDiff:
+    """The diff that takes back ``previous`` (a grow's net change, where its voxels are
+    still as it left them) and paints ``result`` instead: a re-grow replaces, never adds."""
+    if previous.is_empty:
+        return result.to_diff(array, label)
+    still = array.ravel()[previous.indices] == previous.new
+    back = LabelDiff.from_values(array, previous.indices[still], previous.old[still])
+    back.apply(array)  # briefly, on the GUI thread: the new grow is painted over this
+    try:
+        new = result.to_diff(array, label)
+    finally:
+        back.revert(array)
+    return back.then(new)
