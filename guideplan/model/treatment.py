@@ -24,6 +24,7 @@ import numpy as np
 
 from guideplan.core.errors import GuideplanError
 from guideplan.core.volume import Volume
+from guideplan.model.commands import Group, RemoveNode, SetField, SetFields
 from guideplan.model.nodes import LabelMapNode, TrajectoryNode, VolumeNode, ZoneNode
 from guideplan.model.scene import Scene
 from guideplan.planning.cement import CementResult, predict_cement
@@ -127,8 +128,10 @@ def _needles(scene: Scene, node: ZoneNode) -> list[tuple[np.ndarray, np.ndarray]
     for tid in ids:
         traj = scene.find(tid)
         if not isinstance(traj, TrajectoryNode):
-            raise ZoneError(f"Zone '{node.name}' refers to a missing trajectory {tid!r}.",
-                            hint="Re-attach the zone to a needle.")
+            raise ZoneError(
+                f"Zone '{node.name}' refers to a missing trajectory {tid!r}.",
+                hint="Re-attach the zone to a needle.",
+            )
         out.append((np.asarray(traj.entry, float), np.asarray(traj.target, float)))
     return out
 
@@ -144,12 +147,16 @@ def compute_zone(
         device_id = p.get("device_id") or getattr(traj, "device_id", "")
         model = node.model
         device = catalog.get(device_id) if device_id else None
-        if model == CEMENT_MODEL or (not model and device is not None
-                                     and device.kind == "cement_trocar"):
+        if model == CEMENT_MODEL or (
+            not model and device is not None and device.kind == "cement_trocar"
+        ):
             volume_ml = float(p.get("volume_ml", 0.0))
             result = predict_cement(
-                ctx, np.array([t for _, t in needles]), volume_ml,
-                entries_lps=np.array([e for e, _ in needles]), device_id=device_id or "",
+                ctx,
+                np.array([t for _, t in needles]),
+                volume_ml,
+                entries_lps=np.array([e for e, _ in needles]),
+                device_id=device_id or "",
             )
             return ZoneOutcome(node, zone=result.zone, cement=result)
         if device is None:
@@ -223,3 +230,35 @@ def _merge_cement(results: list[CementResult]) -> CementResult | None:
     )
     merged.warnings = cement_warnings(merged)
     return merged
+
+
+def delete_trajectory_command(scene: Scene, trajectory_id: str) -> Group:
+    """Delete a needle and keep the treatment consistent, as one undo step.
+
+    A zone placed on the needle goes with it, unless further probes share the zone (a
+    cryoablation with several probes): then the next probe carries the zone. A zone the
+    needle is a further probe of loses that probe.
+    """
+    commands: list = []
+    for zone in scene.nodes_of(ZoneNode):
+        probes = [str(t) for t in zone.parameters.get("probe_trajectory_ids", [])]
+        if zone.trajectory_id == trajectory_id:
+            others = [t for t in probes if t != trajectory_id and t in scene]
+            if not others:
+                commands.append(RemoveNode(zone.id))
+                continue
+            params = {**zone.parameters, "probe_trajectory_ids": others[1:]}
+            if not others[1:]:
+                params.pop("probe_trajectory_ids")
+            commands.append(SetFields(zone.id, {"trajectory_id": others[0], "parameters": params}))
+        elif trajectory_id in probes:
+            params = {
+                **zone.parameters,
+                "probe_trajectory_ids": [t for t in probes if t != trajectory_id],
+            }
+            if not params["probe_trajectory_ids"]:
+                params.pop("probe_trajectory_ids")
+            commands.append(SetField(zone.id, "parameters", params))
+    commands.append(RemoveNode(trajectory_id))
+    node = scene.find(trajectory_id)
+    return Group(commands, text=f"Delete {node.name if node is not None else 'needle'}")

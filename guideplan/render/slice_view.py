@@ -186,11 +186,14 @@ class SliceView:
         index = math.floor(from_start / self.step_mm + 0.5) + 1  # no round-half-to-even
         return int(min(max(index, 1), n)), int(n)
 
-    def set_corner_text(self, corner: int, text: str) -> None:
-        """Corners: 0 lower-left, 1 lower-right, 2 upper-left, 3 upper-right."""
-        if self._corner_text.get(corner) != text:  # new text = a new texture to rasterise
-            self._corner_text[corner] = text
-            self.corners.SetText(corner, text)
+    def set_corner_text(self, corner: int, text: str) -> bool:
+        """Corners: 0 lower-left, 1 lower-right, 2 upper-left, 3 upper-right. True when
+        the text changed (the view needs drawing)."""
+        if self._corner_text.get(corner) == text:  # new text = a new texture to rasterise
+            return False
+        self._corner_text[corner] = text
+        self.corners.SetText(corner, text)
+        return True
 
     def set_overlays(self, overlays: list[Overlay2D]) -> None:
         """Measurements and other 2D annotations; shown when near the current plane."""

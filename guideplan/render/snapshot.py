@@ -20,7 +20,7 @@ from vtkmodules.vtkRenderingCore import vtkRenderWindow, vtkWindowToImageFilter
 from guideplan.core.resources import load_json
 from guideplan.core.volume import Volume
 from guideplan.render.slice_view import Overlay2D, SliceView
-from guideplan.render.view3d import View3D, bone_surface
+from guideplan.render.view3d import View3D, patient_bone_surface
 
 VIEWS_2D = ("axial", "coronal", "sagittal")
 ALL_VIEWS = (*VIEWS_2D, "3d")
@@ -82,9 +82,10 @@ def render_volume(
         v3.set_volume(volume)
         if volume.modality in ("CT", ""):
             settings = load_json("display_presets.json")["bone_surface"]
-            v3.set_bone_surface(
-                bone_surface(volume, settings["threshold_hu"], settings["downsample_max_voxels"])
+            surface, _ = patient_bone_surface(
+                volume, settings["threshold_hu"], settings["downsample_max_voxels"]
             )
+            v3.set_bone_surface(surface)
         v3.show_slice_planes(slice_views)
         v3.set_needles(needles or [])
         v3.reset_camera()

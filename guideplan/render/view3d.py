@@ -38,30 +38,47 @@ BACKGROUND_TOP = (0.16, 0.17, 0.21)
 BACKGROUND_BOTTOM = (0.03, 0.03, 0.05)
 
 
-def bone_surface(volume: Volume, threshold_hu: float, max_voxels: int = 4_000_000) -> vtkPolyData:
-    """Iso-surface of ``volume`` at ``threshold_hu``, in LPS, on a downsampled grid.
+def coarse_body(volume: Volume, max_voxels: int = 4_000_000) -> tuple[Volume, Volume]:
+    """(block-mean CT, body mask) on a grid of at most ``max_voxels``.
 
-    Pure function of its inputs (safe to run in a worker thread): it builds no rendering
-    objects.
+    Block means, not strided samples: thin plates (the CT table, cortex) would alias
+    into stripes otherwise. Each block's mean sits at its block's centre, so the coarse
+    origin moves by half a block. The body is what 3D picking stops at (not the table).
+    Pure function (safe in a worker thread).
     """
     factor = 1
     while np.prod(volume.array.shape) / factor**3 > max_voxels:
         factor += 1
     from guideplan.processing.anatomy import body_mask  # SimpleITK: not needed at start-up
 
-    # Block means, not strided samples: thin plates (the CT table, cortex) would alias
-    # into stripes otherwise.
     array = _block_mean(volume.array, factor)
     spacing = tuple(s * factor for s in volume.spacing)
-    small = Volume(array, spacing, volume.origin, volume.direction, dict(volume.meta))
-    # Only bone inside the patient: the table is outside the body's component.
-    array = np.where(body_mask(small), array, np.float32(-1000.0)).astype(np.float32)
-    image = vtk_image.to_vtk_image(array, spacing)
+    origin = volume.index_to_physical(np.full(3, (factor - 1) / 2.0))
+    small = Volume(array, spacing, tuple(origin), volume.direction, dict(volume.meta))
+    return small, small.with_array(body_mask(small).astype(np.uint8))
+
+
+def bone_surface(volume: Volume, threshold_hu: float, body: Volume | None = None) -> vtkPolyData:
+    """Iso-surface of ``volume`` at ``threshold_hu`` inside ``body`` (a mask on the same
+    grid), in LPS. Pure function of its inputs: it builds no rendering objects."""
+    array = volume.array.astype(np.float32)
+    if body is not None:  # only bone inside the patient: the table is outside
+        array = np.where(body.array > 0, array, np.float32(-1000.0))
+    image = vtk_image.to_vtk_image(array, volume.spacing)
     surface = vtkFlyingEdges3D()
     surface.SetInputData(image)
     surface.SetValue(0, float(threshold_hu))
     surface.ComputeNormalsOff()
     return smooth_surface_to_lps(surface.GetOutputPort(), volume, iterations=12)
+
+
+def patient_bone_surface(
+    volume: Volume, threshold_hu: float, max_voxels: int = 4_000_000
+) -> tuple[vtkPolyData, Volume]:
+    """The 3D view's bone surface (inside the patient, on a coarse grid) and the coarse
+    body mask it used, kept for picking the skin in 3D."""
+    small, body = coarse_body(volume, max_voxels)
+    return bone_surface(small, threshold_hu, body), body
 
 
 def smooth_surface_to_lps(port, volume: Volume, iterations: int = 12) -> vtkPolyData:
@@ -298,6 +315,18 @@ class View3D:
         actor.GetProperty().RenderPointsAsSpheresOn()
         self.renderer.AddActor(actor)
         self._score_actor = actor
+
+    def ray_at(self, x: float, y: float) -> tuple[np.ndarray, np.ndarray]:
+        """The line of sight through display pixel (x, y): (origin on the near plane,
+        unit direction into the scene), LPS mm."""
+        ends = []
+        for depth in (0.0, 1.0):
+            self.renderer.SetDisplayPoint(float(x), float(y), depth)
+            self.renderer.DisplayToWorld()
+            wx, wy, wz, w = self.renderer.GetWorldPoint()
+            ends.append(np.array([wx, wy, wz]) / (w if w else 1.0))
+        direction = ends[1] - ends[0]
+        return ends[0], direction / np.linalg.norm(direction)
 
     def reset_camera(self) -> None:
         """Anterior view, head up: the patient's left on the screen's right."""

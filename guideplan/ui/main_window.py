@@ -14,6 +14,7 @@ the scene-to-view refresh.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -31,6 +32,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QPushButton,
     QScrollArea,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -62,6 +64,7 @@ from guideplan.render.fusion_layer import FusionLayer
 from guideplan.render.label_layer import LabelLayer
 from guideplan.render.slice_view import Overlay2D
 from guideplan.ui.fusion_panel import FusionPanel
+from guideplan.ui.render_scheduler import RenderScheduler
 from guideplan.ui.segment_panel import SegmentPanel
 from guideplan.ui.trajectory_panel import TrajectoryPanel
 from guideplan.ui.treatment_panel import TreatmentPanel
@@ -109,6 +112,8 @@ class MainWindow(
         self.presets = window_level_presets()
         self.catalog = load_catalog()
         self.path_ctx: PathContext | None = None
+        #: Coarse body mask (from the 3D surface's task): where 3D picking meets the skin.
+        self.body_coarse: Volume | None = None
         self.current_trajectory: str | None = None
         self.trajectory_report = None
         self.needle_views = False
@@ -135,6 +140,7 @@ class MainWindow(
 
         self.slice_widgets = {name: SliceWidget(name) for name in SLICE_VIEWS}
         self.view3d = View3DWidget()
+        self.renders = RenderScheduler(self._all_views, self)
         self._build_central()
         self._build_panel()
         self._build_menus()
@@ -155,7 +161,10 @@ class MainWindow(
                 lambda right, up, done, view=widget.view: self._drag_prior(view, right, up, done)
             )
             widget.handle_picker = self._pick_handle
+            widget.gesture.connect(self._on_gesture)
+            widget.gesture_step.connect(self.renders.mark_step)
         self.view3d.hovered.connect(self._on_view_hovered)
+        self.view3d.clicked.connect(self.pick_in_3d)
         self.recent = RecentCases()
         self.autosaver: Autosaver | None = None
         self._connect_scene(self.scene)
@@ -278,12 +287,13 @@ class MainWindow(
         self.tool_buttons["navigate"].setChecked(True)
         box.addLayout(tools)
 
-        box.addWidget(QLabel("<b>Measurements</b>"))
+        measures = QWidget()
+        measure_box = QVBoxLayout(measures)
         self.measure_list = QListWidget()
-        box.addWidget(self.measure_list, 1)
+        measure_box.addWidget(self.measure_list, 1)
         delete = QPushButton("Delete selected")
         delete.clicked.connect(self.delete_selected_measurement)
-        box.addWidget(delete)
+        measure_box.addWidget(delete)
 
         self.fusion_panel = FusionPanel()
         self.fusion_panel.add_requested.connect(self.add_prior_dialog)
@@ -294,13 +304,12 @@ class MainWindow(
         self.fusion_panel.export_requested.connect(self.export_tfm)
         self.fusion_panel.landmark_tool.connect(lambda: self.set_tool("landmark"))
         self.fusion_panel.landmarks_cleared.connect(self.clear_landmarks)
-        box.addWidget(self.fusion_panel)
         self.label_table = load_label_table()
         self.segment_panel = SegmentPanel(self.label_table)
         self.segment_panel.tool_chosen.connect(self.set_tool)
         self.segment_panel.operation.connect(self.label_operation)
-        self.segment_panel.opacity_changed.connect(lambda _: self._refresh_labels())
-        box.addWidget(self.segment_panel)
+        self.segment_panel.display_changed.connect(lambda: self._refresh_labels())
+        self.segment_panel.regrow_requested.connect(self.regrow)
         self.trajectory_panel = TrajectoryPanel(self.catalog)
         self.trajectory_panel.new_requested.connect(lambda: self.set_tool("trajectory"))
         self.trajectory_panel.selected.connect(self.select_trajectory)
@@ -309,30 +318,45 @@ class MainWindow(
         self.trajectory_panel.lock_toggled.connect(self._set_locked)
         self.trajectory_panel.suggest_requested.connect(self.suggest_entries)
         self.trajectory_panel.suggestion_chosen.connect(self._use_suggestion)
-        box.addWidget(self.trajectory_panel)
         self.treatment_panel = TreatmentPanel(self.catalog)
         self.treatment_panel.add_requested.connect(self.add_zone)
         self.treatment_panel.remove_requested.connect(self.remove_zone)
         self.treatment_panel.parameters_changed.connect(self._set_zone_parameters)
-        box.addWidget(self.treatment_panel)
+        self.treatment_panel.volume_changed.connect(self._set_zone_volume)
+        self.treatment_panel.probes_changed.connect(self._set_zone_probes)
+        self.treatment_panel.catalog_requested.connect(self.open_catalog_dialog)
+        self.trajectory_panel.selected.connect(lambda _id: self._show_current_zone())
+        # One tab per step of the work: the panel stays short and fits its dock.
+        self.panel_tabs = QTabWidget()
+        self.panel_tabs.setUsesScrollButtons(False)
+        for widget, title in (
+            (self.fusion_panel, "Fusion"),
+            (self.segment_panel, "Segment"),
+            (self.trajectory_panel, "Needles"),
+            (self.treatment_panel, "Treat"),
+            (measures, "Measure"),
+        ):
+            self.panel_tabs.addTab(_scrolling(widget), title)
+        box.addWidget(self.panel_tabs, 1)
         self.anonymize_box = QCheckBox("Hide patient identity")
         self.anonymize_box.toggled.connect(self.set_anonymize)
         box.addWidget(self.anonymize_box)
         self.info = QLabel("")
         self.info.setWordWrap(True)
         self.info.setTextFormat(Qt.TextFormat.RichText)
-        box.addWidget(self.info, 1)
+        box.addWidget(self.info)
         dock = QDockWidget("Plan", self)
         dock.setObjectName("planDock")
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(panel)
-        scroll.setMinimumWidth(330)
-        dock.setWidget(scroll)
+        dock.setWidget(panel)
+        # As wide as the widest tab needs: nothing is clipped.
+        width = max(
+            self.panel_tabs.widget(i).widget().sizeHint().width()
+            for i in range(self.panel_tabs.count())
+        )
+        panel.setMinimumWidth(width + 40)
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        self.resizeDocks([dock], [300], Qt.Orientation.Horizontal)
+        self.resizeDocks([dock], [width + 40], Qt.Orientation.Horizontal)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -349,6 +373,13 @@ class MainWindow(
         self.act_save.triggered.connect(self.save)
         self.act_save_as = file_menu.addAction("Save case &as…", QKeySequence("Ctrl+Shift+S"))
         self.act_save_as.triggered.connect(self.save_as)
+        file_menu.addSeparator()
+        self.act_import_seg = file_menu.addAction("&Import segmentation…")
+        self.act_import_seg.setToolTip("DICOM SEG, RTSTRUCT, .nrrd or .nii.gz")
+        self.act_import_seg.triggered.connect(self.import_segmentation_dialog)
+        self.act_export_seg = file_menu.addAction("&Export segmentation…")
+        self.act_export_seg.setToolTip("DICOM SEG, .nrrd or .nii.gz")
+        self.act_export_seg.triggered.connect(self.export_segmentation_dialog)
         file_menu.addSeparator()
         self.act_quit = file_menu.addAction("&Quit", QKeySequence.StandardKey.Quit)
         self.act_quit.triggered.connect(self.close)
@@ -409,6 +440,9 @@ class MainWindow(
             action = tools.addAction(label)
             action.setShortcut(QKeySequence(key))
             action.triggered.connect(lambda _=False, n=name: self.set_tool(n))
+        tools.addSeparator()
+        self.act_catalog = tools.addAction("Device &catalog…")
+        self.act_catalog.triggered.connect(self.open_catalog_dialog)
         for action in self.findChildren(QAction):
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
 
@@ -514,15 +548,19 @@ class MainWindow(
         if volume.modality not in ("CT", ""):
             return
         from guideplan.core.resources import load_json
-        from guideplan.render.view3d import bone_surface
+        from guideplan.render.view3d import patient_bone_surface
 
         settings = load_json("display_presets.json")["bone_surface"]
+        self.body_coarse = None
 
         def task(progress, cancel):
-            return bone_surface(volume, settings["threshold_hu"], settings["downsample_max_voxels"])
+            return patient_bone_surface(
+                volume, settings["threshold_hu"], settings["downsample_max_voxels"]
+            )
 
-        def done(surface) -> None:
+        def done(result) -> None:
             if self.planning is not None and self.planning.volume is volume:
+                surface, self.body_coarse = result
                 self.view3d.view3d.set_bone_surface(surface)
                 self.view3d.view3d.reset_camera()
                 self.view3d.render()
@@ -617,21 +655,40 @@ class MainWindow(
         )
 
     # -- tools -------------------------------------------------------------------------
+    #: The panel tab that goes with a tool (its options are there).
+    TOOL_TABS: ClassVar[dict[str, str]] = {
+        "trajectory": "Needles",
+        "grow": "Segment",
+        "brush": "Segment",
+        "erase": "Segment",
+        "threshold": "Segment",
+        "landmark": "Fusion",
+        "ruler": "Measure",
+        "angle": "Measure",
+    }
+
     def set_tool(self, tool: str) -> None:
         self.tool = tool
+        tab = self.TOOL_TABS.get(tool)
+        for index in range(self.panel_tabs.count()):
+            if self.panel_tabs.tabText(index) == tab:
+                self.panel_tabs.setCurrentIndex(index)
         self._pending_points = []
         for name, button in self.tool_buttons.items():
             button.setChecked(name == tool)
         for widget in self.slice_widgets.values():
             widget.tool = tool
+        self.segment_panel.show_tool(tool)
         self.statusBar().showMessage(
             {
                 "navigate": "Navigate: click to move the crosshair, right-drag for window/level.",
                 "ruler": "Ruler: press on the first point, drag to the second, release.",
                 "angle": "Angle: click the first point, the vertex, then the last point.",
-                "trajectory": "Trajectory: click the target, then the skin entry point. "
-                "Drag either end afterwards.",
+                "trajectory": "Trajectory: click the target, then the skin entry point (in a "
+                "slice view, or on the skin in 3D). Drag either end afterwards.",
                 "grow": "Grow lesion: click inside the lesion.",
+                "threshold": "Threshold: drag a box (or a sphere's radius) around the "
+                "structure; the HU range is in the panel.",
                 "landmark": "Landmarks: click a point on the CT, then the same point on the "
                 "fused prior; repeat (three pairs or more).",
                 "brush": "Brush: paint the chosen label (size in the panel).",
@@ -659,6 +716,8 @@ class MainWindow(
             self.add_landmark(lps)
         elif self.tool == "grow" and not released:
             self.grow_lesion(lps)
+        elif self.tool == "threshold":
+            self._threshold_point(lps, released)
         elif self.tool in ("brush", "erase"):
             if released:
                 self._last_brush = None
@@ -677,6 +736,9 @@ class MainWindow(
     def _on_tool_drag(self, lps) -> None:
         if self.tool in ("brush", "erase"):
             self._brush(np.asarray(lps, dtype=float))
+            return
+        if self.tool == "threshold":
+            self._threshold_drag(lps)
             return
         if self.tool == "ruler" and self._pending_points:
             self._pending_points[-1] = np.asarray(lps, dtype=float)
@@ -799,10 +861,9 @@ class MainWindow(
         for name, widget in self.slice_widgets.items():
             sv = widget.slice_view
             sv.set_overlays(overlays)
-            index, count = sv.slice_index()
             sv.set_corner_text(2, f"{who}")
             sv.set_corner_text(3, f"{series}\nW {sv.window:.0f}  L {sv.level:.0f}")
-            sv.set_corner_text(0, self._slice_text(name, index, count) + self._hover_text())
+            self._update_slice_text(name)
             widget.sync_slider()
         self.view3d.view3d.update_slice_planes()
         self.render_all()
@@ -834,21 +895,34 @@ class MainWindow(
         return f"\n{shown}   L/R {x:.1f}  P/A {y:.1f}  S/I {z:.1f} mm"
 
     def _on_hover(self, lps) -> None:
+        """The value under the mouse: in the status bar and in the hovered view's corner
+        (only the views whose text changed draw again)."""
         self._hover = None if lps is None else np.asarray(lps, dtype=float)
         text = self._hover_text().strip()
         self.readout.setText(text.replace("\n", "  "))
         if self.planning is not None:
-            for name, widget in self.slice_widgets.items():
-                sv = widget.slice_view
-                index, count = sv.slice_index()
-                sv.set_corner_text(0, self._slice_text(name, index, count) + self._hover_text())
-            self.render_all()
+            changed = [name for name in self.slice_widgets if self._update_slice_text(name)]
+            if changed:
+                self.renders.request(changed)
+
+    def _update_slice_text(self, name: str) -> bool:
+        """Lower-left corner: slice number and position, plus the value under the mouse
+        in the view the mouse is over. True when the text changed."""
+        sv = self.slice_widgets[name].slice_view
+        index, count = sv.slice_index()
+        hover = self._hover_text() if name == self._focus_view else ""
+        return sv.set_corner_text(0, self._slice_text(name, index, count) + hover)
 
     def render_all(self) -> None:
-        for name, widget in self._all_views().items():
-            if widget.isVisible():
-                widget.render()
-            del name
+        """Ask every view to draw (coalesced: once per event-loop turn, see
+        RenderScheduler); ``self.renders.flush()`` draws at once."""
+        self.renders.request()
+
+    def _on_gesture(self, view: str, started: bool) -> None:
+        if started:
+            self.renders.begin_gesture(view)
+        else:
+            self.renders.end_gesture()
 
     def _update_info(self) -> None:
         if self.planning is None or self.planning.volume is None:
@@ -894,3 +968,18 @@ class MainWindow(
         for task in list(_ACTIVE):
             task.shutdown()
         event.accept()
+
+
+def _scrolling(widget: QWidget) -> QScrollArea:
+    """``widget`` in a vertical scroll area (a tab's content can be taller than the dock)."""
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    page = QWidget()
+    layout = QVBoxLayout(page)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(widget)
+    layout.addStretch(1)  # short panels sit at the top, not spread over the tab
+    scroll.setWidget(page)
+    return scroll

@@ -82,6 +82,10 @@ class SliceWidget(QFrame):
     handle_dragged = Signal(object, object, bool)
     #: Ctrl+left-drag: move the fused prior by (right, up) mm in this plane; finished?
     prior_dragged = Signal(float, float, bool)
+    #: (view, started): a mouse gesture (any drag) begins or ends in this view.
+    gesture = Signal(str, bool)
+    #: A mouse-move of a gesture is about to be handled (frame budgets count from here).
+    gesture_step = Signal()
 
     def __init__(self, view: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -106,6 +110,7 @@ class SliceWidget(QFrame):
         self.handle_picker = None
         self._handle = None
         self._drag: str | None = None
+        self._gesture = False
         self._last = QPoint()
         self._updating_slider = False
 
@@ -168,9 +173,14 @@ class SliceWidget(QFrame):
             else:
                 self._drag = "tool"
                 self.tool_point.emit(lps, False)
+        if self._drag is not None and not self._gesture:
+            self._gesture = True
+            self.gesture.emit(self.view, True)
 
     def handle_move(self, event: QMouseEvent) -> None:
         pos = event.position().toPoint()
+        if self._drag is not None:
+            self.gesture_step.emit()
         dx, dy = pos.x() - self._last.x(), pos.y() - self._last.y()
         if self._drag == "wl":
             self.window_level_dragged.emit(dx * 4.0, -dy * 2.0, False)
@@ -198,6 +208,12 @@ class SliceWidget(QFrame):
         self.hover_lps.emit(self.lps_at(pos))
 
     def handle_release(self, event: QMouseEvent) -> None:
+        self._release_drag(event)
+        if self._gesture:
+            self._gesture = False
+            self.gesture.emit(self.view, False)
+
+    def _release_drag(self, event: QMouseEvent) -> None:
         if self._drag == "prior":
             self.prior_dragged.emit(0.0, 0.0, True)
         elif self._drag == "handle":
@@ -234,21 +250,53 @@ class SliceWidget(QFrame):
             Qt.Key.Key_PageUp: page,
             Qt.Key.Key_PageDown: -page,
         }
-        if key in moves and not event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+        # Ctrl+arrows nudge the fused prior and Alt+arrows the needle: the window's keys.
+        nudges = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier
+        if key in moves and not event.modifiers() & nudges:
             self.scrolled.emit(self.slice_view.scroll(moves[key]))
             return True
         return False
 
 
+class _Vtk3DCanvas(QVTKRenderWindowInteractor):
+    """The VTK widget of the 3D view: the trackball rotates; a click (press and release
+    without moving) is reported, for picking."""
+
+    CLICK_PX = 4
+
+    def __init__(self, owner: View3DWidget) -> None:
+        super().__init__(owner)
+        self.owner = owner
+        self._pressed: QPoint | None = None
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton:
+            self._pressed = event.position().toPoint()
+        super().mousePressEvent(event)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        super().mouseReleaseEvent(event)
+        pressed, self._pressed = self._pressed, None
+        if pressed is None or event.button() != Qt.MouseButton.LeftButton:
+            return
+        pos = event.position().toPoint()
+        if (pos - pressed).manhattanLength() <= self.CLICK_PX:
+            ratio = self.devicePixelRatioF()
+            x, y = pos.x() * ratio, (self.height() - pos.y()) * ratio - 1
+            self.owner.clicked.emit(float(x), float(y))
+
+
 class View3DWidget(QFrame):
     hovered = Signal(str)
+    #: A click in the 3D view at display (x, y) pixels (VTK's origin: bottom left).
+    clicked = Signal(float, float)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.view = "3d"
         self.setObjectName("viewFrame")
         self.setStyleSheet(_border_style("3d"))
-        self.canvas = QVTKRenderWindowInteractor(self)
+        self.canvas = _Vtk3DCanvas(self)
         window = self.canvas.GetRenderWindow()
         window.SetMultiSamples(0)
         self.view3d = View3D()

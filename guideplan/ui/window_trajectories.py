@@ -10,8 +10,9 @@ from typing import ClassVar
 import numpy as np
 
 from guideplan.core.volume import Volume
-from guideplan.model.commands import AddNode, RemoveNode, SetField
+from guideplan.model.commands import AddNode, SetField
 from guideplan.model.nodes import TrajectoryNode
+from guideplan.model.treatment import delete_trajectory_command
 from guideplan.planning.path_analysis import PathContext, analyze_path
 from guideplan.ui.views import SliceWidget
 from guideplan.ui.workers import run_task
@@ -50,8 +51,8 @@ class TrajectoryActions:
 
     def delete_current_trajectory(self) -> None:
         node = self._current()
-        if node is not None:
-            self.scene.execute(RemoveNode(node.id))
+        if node is not None:  # with its zone (or its place among a zone's probes)
+            self.scene.execute(delete_trajectory_command(self.scene, node.id))
 
     def _set_device(self, device_id: str) -> None:
         node = self._current()
@@ -174,10 +175,17 @@ class TrajectoryActions:
             for widget in self.slice_widgets.values():
                 if widget.slice_view.custom_axes:
                     widget.slice_view.set_plane_axes(None, cursor=self.cursor)
-            return
-        axes = needle_view_axes(np.asarray(node.entry, float), np.asarray(node.target, float))
-        for name, (u, v) in axes.items():
-            self.slice_widgets[name].slice_view.set_plane_axes(u, v, cursor=self.cursor)
+        else:
+            axes = needle_view_axes(np.asarray(node.entry, float), np.asarray(node.target, float))
+            for name, (u, v) in axes.items():
+                self.slice_widgets[name].slice_view.set_plane_axes(u, v, cursor=self.cursor)
+        # The overlays (priors, label maps, zones) follow the new planes.
+        for layer in (
+            *self.fusion_layers.values(),
+            *self.label_layers.values(),
+            *self.zone_layers.values(),
+        ):
+            layer.update()
 
     def _use_suggestion(self, entry) -> None:
         node = self._current()
@@ -254,6 +262,43 @@ class TrajectoryActions:
             )
 
         run_task(self, task, done, "Suggesting entry points")
+
+    def pick_in_3d(self, x: float, y: float) -> None:
+        """A click on the patient in 3D: with the trajectory tool, the skin entry of the
+        needle being placed (or of the selected one); otherwise the crosshair goes to the
+        skin point, and every slice view with it."""
+        if self.planning is None or self.path_ctx is None:
+            return
+        if self.body_coarse is None:
+            self.statusBar().showMessage("3D picking is ready once the 3D view is built.", 4000)
+            return
+        from guideplan.planning.skin_pick import first_skin_point
+
+        origin, direction = self.view3d.view3d.ray_at(x, y)
+        point = first_skin_point(
+            self.planning.volume,
+            self.body_coarse,
+            origin,
+            direction,
+            self.path_ctx.body_min_hu,
+        )
+        if point is None:
+            self.statusBar().showMessage("No skin under the mouse in the 3D view.", 4000)
+            return
+        entry = tuple(float(v) for v in point)
+        node = self._current()
+        if self.tool == "trajectory" and len(self._pending_points) == 1:
+            target = self._pending_points[0]
+            self._pending_points = []
+            self._add_trajectory(entry, target)
+        elif self.tool == "trajectory" and node is not None and not node.locked:
+            self.scene.execute(SetField(node.id, "entry", entry, text="Entry on the skin"))
+        else:
+            self.set_cursor(point)
+            return
+        self.statusBar().showMessage(
+            "Entry placed on the skin: L/R {:.1f}  P/A {:.1f}  S/I {:.1f} mm".format(*entry), 6000
+        )
 
     def nudge_needle(self, view: str, which: str, right: int, up: int) -> bool:
         """Move the selected needle's entry (or target) by 1 mm in a view's plane; a

@@ -1,5 +1,7 @@
 """Trajectories in the window: place target then entry, drag an end, undo, readouts."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint
@@ -111,3 +113,100 @@ def test_keyboard_nudge_moves_the_entry_in_the_view_plane(window, qtbot):
     np.testing.assert_allclose(np.asarray(node.entry) - start, [4.0, 0.0, 0.0], atol=1e-9)
     window.act_undo.trigger()  # four nudges, one step
     np.testing.assert_allclose(node.entry, start)
+
+
+def test_alt_arrow_keys_nudge_the_entry_not_the_slice(window, qtbot):
+    """Real key presses in a focused slice view: Alt+arrow moves the needle's entry by
+    1 mm in that view's plane (Alt+Shift: the target) and does not scroll the view."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    window._add_trajectory(window.cursor + [-30.0, 50.0, 0.0], window.cursor + [0.0, 10.0, 0.0])
+    (node,) = window.scene.nodes_of(TrajectoryNode)
+    axial = window.slice_widgets["axial"]
+    window._on_view_hovered("axial")
+    entry, target, depth = np.asarray(node.entry), np.asarray(node.target), window.cursor[2]
+    for _ in range(3):
+        QTest.keyClick(axial.canvas, Qt.Key.Key_Left, Qt.KeyboardModifier.AltModifier)
+    QTest.keyClick(axial.canvas, Qt.Key.Key_Up, Qt.KeyboardModifier.AltModifier)
+    # Screen left in the axial view is the patient's right (-x); screen up is anterior (-y).
+    np.testing.assert_allclose(np.asarray(node.entry) - entry, [-3.0, -1.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(node.target, target)
+    assert window.cursor[2] == depth  # the slice did not move
+    mods = Qt.KeyboardModifier.AltModifier | Qt.KeyboardModifier.ShiftModifier
+    QTest.keyClick(axial.canvas, Qt.Key.Key_Right, mods)
+    np.testing.assert_allclose(np.asarray(node.target) - target, [1.0, 0.0, 0.0], atol=1e-9)
+    window.act_undo.trigger()  # the target's nudge
+    window.act_undo.trigger()  # the entry's four nudges: one step
+    np.testing.assert_allclose(node.entry, entry)
+    np.testing.assert_allclose(node.target, target)
+    # Without Alt the arrows still scroll.
+    QTest.keyClick(axial.canvas, Qt.Key.Key_Up)
+    assert window.cursor[2] != depth
+
+
+CASE01 = Path(__file__).resolve().parents[2] / "sample_data" / "case01_l2_lytic_rfa_cement"
+
+
+def _click_3d(window, lps) -> None:
+    """Click the 3D view where ``lps`` is drawn."""
+    renderer = window.view3d.view3d.renderer
+    renderer.SetWorldPoint(*map(float, lps), 1.0)
+    renderer.WorldToDisplay()
+    x, y, _ = renderer.GetDisplayPoint()
+    canvas = window.view3d.canvas
+    ratio = canvas.devicePixelRatioF()
+    pos = QPoint(int(round(x / ratio)), int(round((canvas.height() * ratio - 1 - y) / ratio)))
+    _mouse(canvas, "press", pos)
+    _mouse(canvas, "release", pos)
+
+
+def test_entry_picked_on_the_skin_in_3d(window, qtbot):
+    """Looking at the patient's back in 3D, a click puts the entry on the back's skin
+    (not on the CT table below the supine patient), straight along the line of sight."""
+    import json
+
+    from guideplan.io import load_series
+    from guideplan.io.seg_io import read_labelmap
+
+    phantom = window.planning
+    window.open_path(CASE01, pick_planning=True)
+    qtbot.waitUntil(
+        lambda: window.planning is not phantom and window.body_coarse is not None,
+        timeout=60000,
+    )
+    truth = json.loads((CASE01 / "truth" / "truth.json").read_text())
+    target = np.array(truth["lesion"]["center_lps"], dtype=float)
+    camera = window.view3d.view3d.renderer.GetActiveCamera()
+    camera.SetFocalPoint(*target)
+    camera.SetPosition(*(target + [0.0, 700.0, 0.0]))  # behind the patient
+    camera.SetViewUp(0.0, 0.0, 1.0)
+    window.view3d.view3d.renderer.ResetCameraClippingRange()
+    window.renders.flush()
+
+    # Navigate tool: the crosshair jumps to the skin point.
+    _click_3d(window, target)
+    body = read_labelmap(CASE01 / "truth" / "body.nrrd")
+    ct = load_series(CASE01 / "ct")
+    hit = window.cursor.copy()
+    np.testing.assert_allclose(hit[[0, 2]], target[[0, 2]], atol=1.0)  # on the sight line
+    inside = body.array[tuple(body.physical_to_nearest_index(hit + [0, -2.0, 0])[::-1])]
+    outside = body.array[tuple(body.physical_to_nearest_index(hit + [0, 2.0, 0])[::-1])]
+    assert inside and not outside, "the picked point is not on the back's skin"
+    assert ct.value_at(hit + [0, 3.0, 0]) < -500  # air behind it, not the table
+
+    # Trajectory tool: target in the axial view, then the entry on the skin in 3D.
+    window.set_tool("trajectory")
+    window._pending_points = [target]
+    aim = target + [25.0, 0.0, 0.0]  # 25 mm to the patient's left
+    _click_3d(window, aim)
+    (node,) = window.scene.nodes_of(TrajectoryNode)
+    np.testing.assert_allclose(node.target, target)
+    entry = np.asarray(node.entry)
+    assert entry[1] > target[1] + 40  # posterior skin
+    assert entry[0] > target[0] + 15  # on the left: the screen's left, seen from behind
+    eye = np.array(camera.GetPosition())
+    sight = (aim - eye) / np.linalg.norm(aim - eye)
+    off_line = (entry - eye) - ((entry - eye) @ sight) * sight
+    assert np.linalg.norm(off_line) < 1.5  # on the line of sight (within a pixel)
+    window.scene.history.mark_clean()
