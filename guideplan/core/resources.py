@@ -2,7 +2,7 @@
 
 Clinical and display numbers are data with their source beside them, never literals in
 code. A user can override any file by putting a copy in ``$GUIDEPLAN_HOME/resources``
-(or ``~/.config/guideplan/resources``): the user's copy wins.
+(or ``~/.config/guideplan/resources``): the user's values win, key by key.
 """
 
 from __future__ import annotations
@@ -33,7 +33,20 @@ def resource_path(name: str) -> Path:
 
 @cache
 def load_json(name: str) -> dict[str, Any]:
-    path = resource_path(name)
+    """A resource file; a user's copy is laid over the default key by key (nested
+    objects merge, other values replace), so a copy edited for an older version keeps
+    working when a newer one adds settings."""
+    default = PACKAGE_RESOURCES / name
+    user = user_resources_dir() / name
+    data = _read_json(default) if default.exists() or not user.exists() else {}
+    if user.exists():
+        data = _overlay(data, _read_json(user))
+    elif not default.exists():
+        _read_json(default)  # raises the "missing" message
+    return data
+
+
+def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -46,6 +59,16 @@ def load_json(name: str) -> dict[str, Any]:
             f"Resource file {path} is not valid JSON ({exc}).",
             hint="Fix the file or delete your edited copy to return to the default.",
         ) from None
+
+
+def _overlay(base: Any, top: Any) -> Any:
+    """``top`` over ``base``: objects merge recursively, anything else is replaced."""
+    if not isinstance(base, dict) or not isinstance(top, dict):
+        return top
+    merged = dict(base)
+    for key, value in top.items():
+        merged[key] = _overlay(base.get(key), value) if key in base else value
+    return merged
 
 
 def window_level_presets() -> dict[str, tuple[float, float]]:
