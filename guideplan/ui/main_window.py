@@ -667,12 +667,18 @@ class MainWindow(
         "angle": "Measure",
     }
 
+    def show_panel(self, title: str) -> None:
+        """Bring the plan panel's tab ``title`` ('Fusion', 'Segment', 'Needles', 'Treat',
+        'Measure') to the front: where the options of what the user just did are."""
+        for index in range(self.panel_tabs.count()):
+            if self.panel_tabs.tabText(index) == title:
+                self.panel_tabs.setCurrentIndex(index)
+
     def set_tool(self, tool: str) -> None:
         self.tool = tool
         tab = self.TOOL_TABS.get(tool)
-        for index in range(self.panel_tabs.count()):
-            if self.panel_tabs.tabText(index) == tab:
-                self.panel_tabs.setCurrentIndex(index)
+        if tab:
+            self.show_panel(tab)
         self._pending_points = []
         for name, button in self.tool_buttons.items():
             button.setChecked(name == tool)

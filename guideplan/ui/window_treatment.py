@@ -88,6 +88,7 @@ class TreatmentActions:
         if node is None:
             self.statusBar().showMessage("Place or select a needle first.", 5000)
             return
+        self.show_panel("Treat")
         device = self.catalog.get(device_id)
         zones = self.scene.nodes_of(ZoneNode)
         if device.kind == "cryoprobe":
