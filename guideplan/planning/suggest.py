@@ -103,14 +103,17 @@ class OutsideAir:
         air = (block_max <= ctx.body_min_hu).astype(np.uint8)
         components = sitk.ConnectedComponent(sitk.GetImageFromArray(air), False)
         labels = sitk.GetArrayViewFromImage(components)  # valid while `components` lives
+        # Seeds: the faces around the patient, not the first and last slices across
+        # the body's long axis. Lungs and bowel cut by the field of view touch those;
+        # they are inside the patient (a ray through them crosses gas, it does not
+        # leave the body).
+        long_axis = _long_axis(ctx.volume)
         faces = np.concatenate(
             [
-                labels[0].ravel(),
-                labels[-1].ravel(),
-                labels[:, 0].ravel(),
-                labels[:, -1].ravel(),
-                labels[:, :, 0].ravel(),
-                labels[:, :, -1].ravel(),
+                np.moveaxis(labels, axis, 0)[end].ravel()
+                for axis in range(3)
+                if axis != long_axis
+                for end in (0, -1)
             ]
         )
         lookup = np.zeros(int(labels.max()) + 1, dtype=bool)
@@ -122,6 +125,13 @@ class OutsideAir:
         return tr.sample_nearest(
             self.mask.view(np.uint8), (ijk - 0.5) / self.FACTOR, outside=1
         ).astype(bool)
+
+
+def _long_axis(volume) -> int:
+    """The array axis ([k, j, i] order) closest to the patient's head-feet axis."""
+    direction = np.asarray(volume.direction, dtype=float).reshape(3, 3)
+    index_axis = int(np.argmax(np.abs(direction[2])))  # columns are the i, j, k axes
+    return 2 - index_axis
 
 
 def outside_air(ctx: PathContext) -> OutsideAir:

@@ -291,6 +291,7 @@ class Phantom:
         self._thorax(cavity)
         self._bowel(cavity)
         self._muscles()
+        self._paravertebral()
         self._vessels()
         self._bones()
         self._canal()
@@ -442,6 +443,30 @@ class Phantom:
                 )
 
     # -- muscles -----------------------------------------------------------------------
+    def _paravertebral(self) -> None:
+        """Soft tissue around the thoracic spine where the lungs were painted: the lungs
+        reach the vertebral bodies' sides and the rib heads, not the neural arch, and the
+        ring between the vertebral body and the laminae holds fat, not air. (Plain fat:
+        the canal's own contents, painted later, define the truth canal.)"""
+        envelope, ring = [], []
+        for lvl in sorted(self.levels.values(), key=lambda lv: lv.zc):
+            if not (lvl.thoracic or lvl.name == "L1"):
+                continue
+            ant = lvl.canal_cy - lvl.y  # forward to the vertebral body's centre line
+            for z in (lvl.z_bottom - lvl.disc_below, lvl.z_top):
+                envelope.append(
+                    (z, 0.0, lvl.canal_cy, lvl.canal_rx + 16.0, ant, lvl.canal_ry + 28.0)
+                )
+                r = lvl.canal_ry + 4.0
+                ring.append((z, 0.0, lvl.canal_cy, lvl.canal_rx + 4.0, r, r))
+        if not envelope:
+            return
+        lung = (int(Tissue.LUNG),)
+        self._op(Profile(np.array(ring), p=2.2), Tissue.FAT, only=lung)
+        self._op(
+            Intersect((Profile(np.array(envelope), p=2.2), self.inner)), Tissue.MUSCLE, only=lung
+        )
+
     def _muscles(self) -> None:
         lv = self.levels
         names = ["T5", "T8", "T10", "T12", "L2", "L4", "L5", "S1", "S3"]

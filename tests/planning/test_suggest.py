@@ -79,6 +79,26 @@ def test_gas_and_short_needles_are_rejected():
         assert cand.length_mm + 20 <= 100
 
 
+def test_a_lung_cut_by_the_field_of_view_is_gas_inside_the_patient_not_outside():
+    """Lungs (and bowel) run out of the first and last slices of a real CT. Air that
+    touches only those faces is inside the patient: a ray through it crosses gas; it
+    must not be taken for the skin."""
+    vol, _ = _phantom()
+    k, j, i = np.indices(vol.array.shape)
+    lung = ((i - 90.0 - 40.0) ** 2 + (j - 90.0) ** 2 <= 22**2) & (k >= 0)  # every slice
+    vol.array[lung] = -850
+    ctx = PathContext(vol, [])
+    result = suggest_entries(
+        ctx, (0.0, 0.0, 0.0), load_catalog().get("needle-18g-150"), position="left-up"
+    )
+    assert result.ranked
+    for cand in result.ranked:  # valid paths go around the lung; none ends inside it
+        assert np.hypot(cand.entry[0] - 40.0, cand.entry[1]) > 22.0
+        assert np.hypot(cand.entry[0], cand.entry[1]) > 70.0 or abs(cand.entry[2]) > 40.0
+    through = [c for c in result.candidates if c.direction[0] > 0.98]
+    assert through and all(c.reason == "crosses gas (bowel/lung)" for c in through)
+
+
 @pytest.mark.skipif(not LUMBAR.is_dir(), reason="sample data missing")
 def test_lumbar_case_top_suggestion_is_posterior_and_clear_of_the_canal():
     vol = load_series(LUMBAR / "ct")
@@ -138,3 +158,43 @@ def test_cli_plan_and_suggest_json():
     out = json.loads(sug.stdout)
     assert len(out["suggestions"]) == 3
     assert out["suggestions"][0]["score"] >= out["suggestions"][1]["score"]
+
+
+CASE_EXPECTATIONS = {
+    # case: (position, what a radiologist would accept)
+    "case01_l2_lytic_rfa_cement": ("prone", "vertebral"),
+    "case03_t10_blastic": ("prone", "vertebral"),
+    "case02_iliac_cryo_skin": (None, "short"),  # from the DICOM patient position
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASE_EXPECTATIONS))
+def test_top_suggestion_with_automatic_structures_is_sensible(case):
+    """The whole chain as the GUI runs it: structures found automatically on the CT, the
+    suggestion's best path, then checked against the generator's true canal."""
+    from guideplan.planning.structures import auto_structures
+
+    folder = SAMPLES / case
+    vol = load_series(folder / "ct")
+    truth = json.loads((folder / "truth" / "truth.json").read_text())
+    target = np.array(truth["lesion"]["center_lps"])
+    position, kind = CASE_EXPECTATIONS[case]
+    if position is None:
+        position = "prone" if vol.meta.get("patient_position", "").endswith("P") else "supine"
+    trocar = load_catalog().get("trocar-11g-125")
+    result = suggest_entries(PathContext(vol, auto_structures(vol)), target, trocar, position)
+    assert result.ranked, "no path found"
+    best = result.ranked[0]
+    canal = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "truth" / "canal.nrrd"))) > 0
+    truth_ctx = PathContext(vol, [StructureField.from_mask("canal", canal, vol, 10.0)])
+    report = analyze_path(truth_ctx, best.entry, target, trocar)
+    codes = {w.code for w in report.warnings}
+    assert not codes & {"CROSSES_STRUCTURE", "CROSSES_PLEURA_OR_BOWEL", "NO_BONE_ACCESS"}, codes
+    assert "NEEDLE_TOO_SHORT" not in codes and "STEEP_ANGLE" not in codes
+    if kind == "vertebral":
+        assert best.route.startswith(("transpedicular", "parapedicular")), best.route
+        assert best.entry[1] > target[1] + 30  # through the back
+        assert report.distances[0].distance_mm > 2.0  # clear of the true canal
+    else:  # a superficial iliac lesion: a short straight path on its own side
+        assert best.length_mm < 60.0
+        assert np.sign(best.entry[0]) == np.sign(target[0])
