@@ -70,6 +70,10 @@ class SliceView:
             raise ValueError(f"unknown view {view!r}")
         self.view = view
         self.renderer = renderer or vtkRenderer()
+        # 2D layers blend in the order they were added (image, fusion, labels, zones,
+        # overlays); order-independent transparency would add full-frame passes that
+        # cost more than the rest of the view with software OpenGL.
+        self.renderer.UseOITOff()
         self.renderer.SetBackground(*BACKGROUND)
         self.volume: Volume | None = None
         self.frame: PlaneFrame | None = None
