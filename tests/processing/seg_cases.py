@@ -27,8 +27,10 @@ def sample_case(name: str) -> tuple[Volume, dict, dict[str, np.ndarray]]:
     folder = SAMPLES / name
     volume = load_series(folder / "ct")
     truth = json.loads((folder / "truth" / "truth.json").read_text(encoding="utf-8"))
-    masks = {n: sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "truth" / f"{n}.nrrd")))
-             .astype(bool) for n in ("lesion", "bone", "canal", "body")}
+    masks = {
+        n: sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "truth" / f"{n}.nrrd"))).astype(bool)
+        for n in ("lesion", "bone", "canal", "body")
+    }
     return volume, truth, masks
 
 
@@ -44,8 +46,9 @@ HU = {"muscle": 40.0, "trabecular": 250.0, "cortex": 1100.0, "lytic": 30.0, "bla
 T1 = {"muscle": 380.0, "trabecular": 700.0, "cortex": 40.0, "lytic": 300.0, "blastic": 90.0}
 
 
-def _phantom(p: np.ndarray, values: dict[str, float], lesion: str, center, radius_mm: float,
-             breach: bool) -> tuple[np.ndarray, np.ndarray]:
+def _phantom(
+    p: np.ndarray, values: dict[str, float], lesion: str, center, radius_mm: float, breach: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Values and lesion mask at LPS points ``p`` (..., 3)."""
     inner = np.all(np.abs(p) <= BLOCK_HALF_MM - CORTEX_MM, axis=-1)
     outer = np.all(np.abs(p) <= BLOCK_HALF_MM, axis=-1)
@@ -93,8 +96,12 @@ def synthetic_vertebra(
     return Volume(np.rint(hu).astype(np.int16), spacing, tuple(origin)), les
 
 
-def synthetic_mr(fixed_to_moving: np.ndarray, lesion: str = "lytic",
-                 center=(0.0, 0.0, 0.0), radius_mm: float = 9.0) -> Volume:
+def synthetic_mr(
+    fixed_to_moving: np.ndarray,
+    lesion: str = "lytic",
+    center=(0.0, 0.0, 0.0),
+    radius_mm: float = 9.0,
+) -> Volume:
     """The same phantom as a T1-like MR in its own frame: a point p of the CT frame is
     at ``fixed_to_moving @ p`` in the MR frame. Oblique 1 mm grid."""
     spacing = (1.0, 1.0, 1.0)
@@ -108,5 +115,44 @@ def synthetic_mr(fixed_to_moving: np.ndarray, lesion: str = "lytic",
     p_fixed = p_moving @ back[:3, :3].T + back[:3, 3]
     values, _ = _phantom(p_fixed, T1, lesion, center, radius_mm, False)
     values = np.clip(_blur_noise(values, spacing, 8.0, 11), 0, None)
-    return Volume(values.astype(np.float32), spacing, tuple(origin), direction,
-                  {"modality": "MR"})
+    return Volume(values.astype(np.float32), spacing, tuple(origin), direction, {"modality": "MR"})
+
+
+def inserted_lesion(
+    name: str, kind: str, radii_mm=(6.0, 7.0, 8.0), pick: int = 0, noise_hu: float = 5.0
+) -> tuple[Volume, np.ndarray, np.ndarray]:
+    """A sample case's CT with a lesion of known shape inserted into its real bone (how
+    the checker scores): an ellipsoid (radii z, y, x in mm) clipped to the true bone,
+    centred >= 8 mm deep in bone and > 30 mm from the case's own lesion, set to lytic
+    (30 HU) or blastic (700 HU), blurred and noisy. Returns (volume, mask, seed LPS)."""
+    volume, _, masks_ = sample_case(name)
+    sp = np.asarray(volume.spacing[::-1], dtype=float)
+
+    def distance(mask: np.ndarray) -> np.ndarray:
+        image = sitk.GetImageFromArray(mask.astype(np.uint8))
+        image.SetSpacing(tuple(float(s) for s in volume.spacing))
+        return sitk.GetArrayFromImage(
+            sitk.SignedMaurerDistanceMap(
+                image, insideIsPositive=False, squaredDistance=False, useImageSpacing=True
+            )
+        )
+
+    half = np.ceil(np.asarray(radii_mm) / sp).astype(int) + 1
+    deep = (distance(~masks_["bone"]) >= 8.0) & (distance(masks_["lesion"]) > 30.0)
+    inner = np.zeros_like(deep)  # the whole ellipsoid's box inside the volume
+    inner[tuple(slice(h, n - h) for h, n in zip(half, deep.shape, strict=True))] = True
+    candidates = np.argwhere(deep & inner)
+    centre = candidates[np.random.default_rng(1 + pick).integers(len(candidates))]
+    box = tuple(slice(c - h, c + h + 1) for c, h in zip(centre, half, strict=True))
+    kji = np.stack(np.meshgrid(*(np.arange(s.start, s.stop) for s in box), indexing="ij"), -1)
+    ball = np.sum(((kji - centre) * sp / np.asarray(radii_mm)) ** 2, axis=-1) <= 1.0
+    lesion = np.zeros(volume.array.shape, dtype=bool)
+    lesion[box] = ball & masks_["bone"][box]
+    values = volume.array.astype(np.float32)
+    values[lesion] = HU["lytic" if kind == "lytic" else "blastic"]
+    image = sitk.GetImageFromArray(values)
+    image.SetSpacing(tuple(float(s) for s in volume.spacing))
+    values = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(image, 0.5))
+    values[lesion] += np.random.default_rng(2).normal(0.0, noise_hu, int(lesion.sum()))
+    seed = volume.index_to_physical(centre[::-1].astype(float))
+    return volume.with_array(np.rint(values).astype(np.int16)), lesion, seed
