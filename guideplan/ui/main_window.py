@@ -805,7 +805,9 @@ class MainWindow(
             isinstance(node, VolumeNode) and node.role == "prior"
         ):
             self._refresh_fusion()
-        self._refresh_views()
+        # A label edit (a brush dab) changes what the slice views show; the 3D surfaces
+        # follow on their own timer, so the 3D view is not drawn on every dab.
+        self._refresh_views(list(SLICE_VIEWS) if isinstance(node, LabelMapNode) else None)
 
     def _refresh_measurement_list(self) -> None:
         self.measure_list.clear()
@@ -850,7 +852,9 @@ class MainWindow(
             overlays.append(Overlay2D(pts, label, PENDING_COLOUR))
         return overlays
 
-    def _refresh_views(self) -> None:
+    def _refresh_views(self, views: list[str] | None = None) -> None:
+        """Overlays and corner texts of the slice views from the plan, then ask ``views``
+        (all when None) to draw."""
         if self.planning is None or self.planning.volume is None:
             return
         overlays = self._overlays()
@@ -872,7 +876,7 @@ class MainWindow(
             self._update_slice_text(name)
             widget.sync_slider()
         self.view3d.view3d.update_slice_planes()
-        self.render_all()
+        self.renders.request(views)
 
     def _slice_text(self, view: str, index: int, count: int) -> str:
         """'Axial 120/300  S 35.0 mm': slice number and the plane's LPS coordinate."""

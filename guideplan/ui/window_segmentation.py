@@ -455,9 +455,11 @@ class SegmentationActions(SegmentIOActions):
             if changed:
                 layer.modified()
         self._show_surfaces()
-        if changed:
+        if changed:  # an edit: the 3D surfaces follow when the edits settle
             self._surface_timer.start()
-        self.render_all()
+            self.renders.request(list(self.slice_widgets))
+        else:  # a display change: surfaces may have been shown or hidden too
+            self.render_all()
 
     def _show_surfaces(self) -> None:
         shown = self.segment_panel.visible_labels()
