@@ -225,9 +225,15 @@ class TreatmentActions:
         self._zone_timer.start()
 
     # -- computing and showing -----------------------------------------------------------------
+    #: A needle tip may move this far (mm) outside the box of the tips and lesion the
+    #: context was built around before the context is rebuilt: its skin field reaches
+    #: 90 mm around that box, which leaves room for the largest zone plus its margin.
+    CONTEXT_SLACK_MM: ClassVar[float] = 40.0
+
     def _context_for(self, scene, volume):
         """The treatment context (structures, distance maps), reused while the label maps
-        and the needles' tips stay the same (the cement slider, power and time changes)."""
+        stay the same and the needles' tips stay near where it was built: dragging a
+        needle, the cement slider and power/time changes do not rebuild it."""
         from guideplan.model.treatment import treatment_context
 
         key = (
@@ -236,17 +242,22 @@ class TreatmentActions:
                 for n in scene.nodes_of(LabelMapNode)
                 if n.array is not None
             ),
-            tuple(tuple(n.target) for n in scene.nodes_of(TrajectoryNode)),
             id(volume),
             tuple(sorted(str(v) for v in (scene.info or {}).values()))
             if isinstance(scene.info, dict)
             else (),
         )
+        tips = np.array([n.target for n in scene.nodes_of(TrajectoryNode)], dtype=float)
         cached = getattr(self, "_zone_ctx", None)
-        if cached is not None and cached[0] == key:
+        if cached is not None and cached[0] == key and _tips_within(tips, *cached[2]):
             return cached[1]
         ctx = treatment_context(scene)
-        self._zone_ctx = (key, ctx)
+        built = tips if len(tips) else np.zeros((1, 3))
+        bounds = (
+            built.min(axis=0) - self.CONTEXT_SLACK_MM,
+            built.max(axis=0) + self.CONTEXT_SLACK_MM,
+        )
+        self._zone_ctx = (key, ctx, bounds)
         return ctx
 
     def _update_zones(self) -> None:
@@ -305,3 +316,8 @@ class TreatmentActions:
         self.treatment_panel.show_evaluation(plan, errors[0] if errors else None)
         self._show_current_zone()
         self.render_all()
+
+
+def _tips_within(tips: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> bool:
+    """Every needle tip inside the box [lo, hi] (LPS mm)."""
+    return bool(np.all((tips >= lo) & (tips <= hi))) if len(tips) else True

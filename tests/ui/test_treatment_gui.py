@@ -253,3 +253,31 @@ def test_compose_rgba_draws_nested_shells_distinctly():
     outer_edge, outer_fill, inner_fill = rgba[2, 10], rgba[4, 10], rgba[10, 10]
     assert outer_edge[3] > 200 and 0 < outer_fill[3] < outer_edge[3]
     assert not np.array_equal(outer_fill[:3], inner_fill[:3])
+
+
+def test_dragging_the_tip_moves_the_zone_without_rebuilding_the_context(planned, qtbot):
+    """A needle dragged near the lesion: the zone follows, the treatment context
+    (structure distance maps, skin) is reused; a tip moved far away rebuilds it."""
+    from guideplan.model.commands import SetField
+    from guideplan.model.nodes import TrajectoryNode
+
+    window, centre = planned
+    window._add_trajectory(centre + [-40.0, -40.0, 0.0], centre)
+    (needle,) = window.scene.nodes_of(TrajectoryNode)
+    window.add_zone("mw-antenna-14g")
+    _evaluated(window, qtbot, "covers")
+    context = window._zone_ctx[1]
+    before = window._zone_plan.outcomes[0].zone.center_lps.copy()
+    entry = np.asarray(needle.entry)
+    for step in range(1, 4):  # the needle moved sideways by 2 mm, three times
+        shift = np.array([2.0 * step, 0.0, 0.0])
+        window.scene.execute(SetField(needle.id, "target", tuple(centre + shift)))
+        window.scene.execute(SetField(needle.id, "entry", tuple(entry + shift)))
+    _settle(window, qtbot)
+    after = window._zone_plan.outcomes[0].zone.center_lps
+    np.testing.assert_allclose(after - before, [6.0, 0.0, 0.0], atol=0.6)
+    assert window._zone_ctx[1] is context
+    far = tuple(np.asarray(centre) + [0.0, 0.0, 60.0])
+    window.scene.execute(SetField(needle.id, "target", far))
+    _settle(window, qtbot)
+    assert window._zone_ctx[1] is not context
