@@ -8,7 +8,8 @@
 Each the median of 5 runs, after one warm-up run. Accuracy: lesion coverage of a sphere
 by ellipsoids against the analytic volume, and the minimal margin against geometry.
 
-Usage: python benchmarks/bench_zones.py [--json]
+Usage: python benchmarks/bench_zones.py [--json] [--gui]  (--gui: also the zone following a
+dragged needle in the real window; needs a display, see scripts/with-display.sh)
 """
 
 from __future__ import annotations
@@ -141,9 +142,81 @@ def accuracy() -> dict:
     return {"coverage": rows}
 
 
+def bench_gui_follow(steps: int = 40, interval_s: float = 1 / 30) -> dict:
+    """In the real window (case 01, an RF zone on a needle): the needle is moved 1 mm
+    per mouse event at 30 events/s; how often the zone display follows during the drag
+    and what each update costs (evaluation in the worker, display on the GUI thread)."""
+    from PySide6.QtWidgets import QApplication
+
+    from guideplan.model.commands import SetField
+    from guideplan.ui.main_window import MainWindow
+    from guideplan.ui.window_treatment import TreatmentActions
+
+    case = SAMPLES / "case01_l2_lytic_rfa_cement"
+    app = QApplication.instance() or QApplication([])
+    window = MainWindow()
+    window.resize(1600, 1000)
+    window.show()
+    window.open_path(case, pick_planning=True)
+
+    def pump(seconds: float) -> None:
+        end = time.time() + seconds
+        while time.time() < end:
+            app.processEvents()
+            time.sleep(0.002)
+
+    deadline = time.time() + 60
+    while window.planning is None and time.time() < deadline:
+        pump(0.05)
+    truth = json.loads((case / "truth" / "truth.json").read_text())
+    target = np.array(truth["lesion"]["center_lps"], dtype=float)
+    entry = target + np.array([-45.0, 85.0, -10.0])
+    window._add_trajectory(entry, target)
+    window.add_zone("rf-cooltip-17g-3cm")
+    while getattr(window, "_zone_plan", None) is None and time.time() < deadline:
+        pump(0.05)
+    pump(0.5)
+    node_id = window.current_trajectory
+    shown: list[float] = []
+    costs: list[dict] = []
+    real_show = window._show_zones
+
+    def spy(result) -> None:
+        real_show(result)
+        shown.append(time.perf_counter())
+        costs.append(dict(TreatmentActions.zone_timings))
+
+    window._show_zones = spy
+    window.renders.begin_gesture("axial")  # as when the user drags in the axial view
+    start = time.perf_counter()
+    for step in range(1, steps + 1):
+        shift = np.array([1.0 * step, 0.0, 0.0])
+        window.scene.execute(SetField(node_id, "target", tuple(target + shift)))
+        window.renders.mark_step()
+        window.scene.execute(SetField(node_id, "entry", tuple(entry + shift)))
+        pump(interval_s)
+    drag_s = time.perf_counter() - start
+    window.renders.end_gesture()
+    pump(1.0)
+    window.scene.history.mark_clean()
+    window.close()
+    during = [t for t in shown if t <= start + drag_s]
+    gaps = np.diff([start, *during]) * 1000.0 if during else np.array([drag_s * 1000.0])
+    return {
+        "drag_s": round(drag_s, 2),
+        "updates_during_drag": len(during),
+        "update_interval_ms_median": round(float(np.median(gaps)), 1),
+        "evaluate_ms_median": round(1000 * statistics.median(c["evaluate_s"] for c in costs), 1),
+        "context_ms_median": round(1000 * statistics.median(c["context_s"] for c in costs), 1),
+        "display_ms_median": round(1000 * statistics.median(c["display_s"] for c in costs), 1),
+    }
+
+
 def main() -> None:
     results = {"cases": [bench_case(name) for name in CASES if (SAMPLES / name).is_dir()],
                "accuracy": accuracy()}
+    if "--gui" in sys.argv:
+        results["gui_follow"] = bench_gui_follow()
     if "--json" in sys.argv:
         print(json.dumps(results, indent=2))
         return
@@ -156,6 +229,13 @@ def main() -> None:
         c = case["cement_5ml"]
         print(f"  cement 5 mL {c['median_ms']:7.1f} ms  placed {c['placed_ml']} mL "
               f"({c['volume_error_pct']:+.2f} %), leaks {c['leaks']}")
+    if "gui_follow" in results:
+        g = results["gui_follow"]
+        print(f"in the window, needle dragged 1 mm per event at 30 events/s for {g['drag_s']} s: "
+              f"the zone followed {g['updates_during_drag']} times (every "
+              f"{g['update_interval_ms_median']} ms); per update: context "
+              f"{g['context_ms_median']} ms (reused), zone + evaluation "
+              f"{g['evaluate_ms_median']} ms, 2D/3D display data {g['display_ms_median']} ms")
     for row in results["accuracy"]["coverage"]:
         print(f"  {row['case']:30s} @ {row['spacing_mm']} mm: {row['coverage_pct']} % vs "
               f"{row['analytic_pct']} % ({row['relative_error_pct']:+.2f} %)"

@@ -123,7 +123,7 @@ class MainWindow(
         self._zone_actors: list = []
         self._zone_timer = QTimer(self)
         self._zone_timer.setSingleShot(True)
-        self._zone_timer.setInterval(150)
+        self._zone_timer.setInterval(100)
         self._zone_timer.timeout.connect(self._update_zones)
         self._zone_task = None
         self._stroke = 0
@@ -798,7 +798,7 @@ class MainWindow(
         if isinstance(node, TrajectoryNode):
             self._refresh_trajectories()
         if isinstance(node, TrajectoryNode | ZoneNode | LabelMapNode):
-            self._zone_timer.start()
+            self.schedule_zones()
         if isinstance(node, LabelMapNode):
             self._refresh_labels(changed=True)
         if isinstance(node, TransformNode) or (

@@ -260,6 +260,13 @@ class TreatmentActions:
         self._zone_ctx = (key, ctx, bounds)
         return ctx
 
+    def schedule_zones(self) -> None:
+        """Recompute the zones soon. Throttled, not debounced: while a needle is dragged
+        the zones follow it every timer interval instead of waiting for the mouse to
+        stop."""
+        if not self._zone_timer.isActive():
+            self._zone_timer.start()
+
     def _update_zones(self) -> None:
         """Recompute every zone and the plan's evaluation off the GUI thread."""
         zones = self.scene.nodes_of(ZoneNode)
