@@ -3,6 +3,9 @@ and pydicom), RTSTRUCT rasterisation, .nrrd / .nii.gz geometry."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import highdicom as hd
 import numpy as np
 import pydicom
@@ -83,6 +86,17 @@ def test_seg_read_back_independently(tmp_path):
         ours = np.rint(ct.physical_to_index(lps)).astype(int)[:, ::-1]
         expected = np.argwhere(labels == value)
         assert sorted(map(tuple, ours)) == sorted(map(tuple, expected))
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) missing")
+def test_seg_passes_dciodvfy(tmp_path):
+    """David Clunie's validator, an independent reading of the standard: no errors and
+    no warnings for our SEG."""
+    ct = _ct(tmp_path / "ct")
+    path = write_seg(tmp_path / "seg.dcm", _labels(ct.array.shape), ct)
+    result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+    report = result.stdout + result.stderr
+    assert "Error" not in report and "Warning" not in report, report
 
 
 def test_seg_of_another_scan_is_refused(tmp_path):
