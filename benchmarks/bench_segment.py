@@ -15,7 +15,7 @@ point, then drags: the diff, the undoable edit, the label layers, the overlays) 
 render scheduler's turn (the view under the mouse draws every step, the others within
 the 30 ms frame budget). Reported: median and p90 of the whole step, how out of date the
 other views get, and, in the same run, four empty VTK windows of the views' sizes (this
-machine's software-OpenGL floor, from bench_trajectory).
+machine's software-OpenGL floor, from gui_bench).
 
 Usage: bash scripts/with-display.sh python benchmarks/bench_segment.py [--runs 5]
        [--json] [--no-gui]
@@ -37,7 +37,6 @@ from guideplan.processing.segmentation import grow_lesion, paint
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out" / "seg512x300"
-CASE = HERE.parent / "sample_data" / "case01_l2_lytic_rfa_cement"
 
 
 def make_volume() -> tuple[Volume, np.ndarray, np.ndarray]:
@@ -77,28 +76,11 @@ def bench_brush_gui(steps: int = 90) -> dict:
     import os
     import sys
 
-    from PySide6.QtWidgets import QApplication
-
-    from guideplan.ui.main_window import MainWindow
-
-    sys.path.insert(0, str(HERE))
-    from bench_trajectory import _empty_frame_ms
-
     os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
-    app = QApplication.instance() or QApplication([])
-    window = MainWindow()
-    window.resize(1600, 1000)
-    window.show()
-    window.open_path(CASE, pick_planning=True)
-    deadline = time.time() + 60
-    while window.planning is None and time.time() < deadline:
-        app.processEvents()
-        time.sleep(0.01)
-    for _ in range(100):  # let the bone surface and structures arrive
-        app.processEvents()
-        time.sleep(0.02)
-    truth = json.loads((CASE / "truth" / "truth.json").read_text())
-    centre = np.array(truth["lesion"]["center_lps"], dtype=float)
+    sys.path.insert(0, str(HERE))
+    from gui_bench import close_window, empty_frame_ms, open_sample_window
+
+    app, window, centre = open_sample_window(settle_s=2.0)
     window.set_tool("brush")
     window._on_tool_point(centre, False)  # creates the label map (one undo step)
     window._on_tool_point(centre, True)
@@ -130,10 +112,9 @@ def bench_brush_gui(steps: int = 90) -> dict:
     staleness = list(renders.staleness_ms)
     window._on_tool_point(point, True)
     renders.end_gesture()
-    floor = _empty_frame_ms(app, window)
+    floor = empty_frame_ms(app, window)
     window._surface_timer.stop()
-    window.scene.history.mark_clean()
-    window.close()
+    close_window(window)
     return {
         "brush_step_ms_median": statistics.median(times),
         "brush_step_ms_p90": float(np.percentile(times, 90)),

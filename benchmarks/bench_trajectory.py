@@ -24,6 +24,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from gui_bench import close_window, empty_frame_ms, open_sample_window  # noqa: E402
+
 CASE = ROOT / "sample_data" / "case01_l2_lytic_rfa_cement"
 
 
@@ -31,24 +35,7 @@ def bench_drag(steps: int = 90) -> dict:
     """Drive a drag of the entry point through the window's own path: the gesture
     starts in the axial view, each step is one mouse-move (command, readouts, overlays,
     then the render scheduler's turn), and the gesture ends with every view drawn."""
-    from PySide6.QtWidgets import QApplication
-
-    from guideplan.ui.main_window import MainWindow
-
-    app = QApplication.instance() or QApplication([])
-    window = MainWindow()
-    window.resize(1600, 1000)
-    window.show()
-    window.open_path(CASE, pick_planning=True)
-    deadline = time.time() + 60
-    while window.planning is None and time.time() < deadline:
-        app.processEvents()
-        time.sleep(0.01)
-    for _ in range(100):  # let the bone surface and structures arrive
-        app.processEvents()
-        time.sleep(0.02)
-    truth = json.loads((CASE / "truth" / "truth.json").read_text())
-    target = np.array(truth["lesion"]["center_lps"], dtype=float)
+    app, window, target = open_sample_window(settle_s=2.0)
     entry = target + np.array([-80.0, 55.0, 15.0])
     window._add_trajectory(entry, target)
     node_id = window.current_trajectory
@@ -82,9 +69,8 @@ def bench_drag(steps: int = 90) -> dict:
     staleness = list(renders.staleness_ms)
     window._on_handle_dragged((node_id, "entry"), None, True)
     renders.end_gesture()
-    floor = _empty_frame_ms(app, window)
-    window.scene.history.mark_clean()
-    window.close()
+    floor = empty_frame_ms(app, window)
+    close_window(window)
     return {
         "drag_step_ms_median": statistics.median(times),
         "drag_step_ms_p90": float(np.percentile(times, 90)),
@@ -95,33 +81,6 @@ def bench_drag(steps: int = 90) -> dict:
         "empty_frames_ms_median": floor,
         "steps": steps,
     }
-
-
-def _empty_frame_ms(app, window) -> float:
-    """The machine's floor: drawing four empty VTK windows of the views' sizes."""
-    from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
-    from vtkmodules.vtkRenderingCore import vtkRenderer
-
-    blanks = []
-    for widget in window._all_views().values():
-        blank = QVTKRenderWindowInteractor()
-        blank.GetRenderWindow().SetMultiSamples(0)  # as the views are
-        blank.GetRenderWindow().AddRenderer(vtkRenderer())
-        blank.resize(widget.width(), widget.height())
-        blank.show()
-        blanks.append(blank)
-    for _ in range(20):
-        app.processEvents()
-        time.sleep(0.01)
-    runs = []
-    for _ in range(15):
-        t0 = time.perf_counter()
-        for blank in blanks:
-            blank.GetRenderWindow().Render()
-        runs.append((time.perf_counter() - t0) * 1000.0)
-    for blank in blanks:
-        blank.close()
-    return statistics.median(runs)
 
 
 def bench_suggest(runs: int = 3) -> dict:

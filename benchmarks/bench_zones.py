@@ -146,30 +146,19 @@ def bench_gui_follow(steps: int = 40, interval_s: float = 1 / 30) -> dict:
     """In the real window (case 01, an RF zone on a needle): the needle is moved 1 mm
     per mouse event at 30 events/s; how often the zone display follows during the drag
     and what each update costs (evaluation in the worker, display on the GUI thread)."""
-    from PySide6.QtWidgets import QApplication
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from gui_bench import close_window, open_sample_window
+    from gui_bench import pump as pump_events
 
     from guideplan.model.commands import SetField
-    from guideplan.ui.main_window import MainWindow
     from guideplan.ui.window_treatment import TreatmentActions
 
-    case = SAMPLES / "case01_l2_lytic_rfa_cement"
-    app = QApplication.instance() or QApplication([])
-    window = MainWindow()
-    window.resize(1600, 1000)
-    window.show()
-    window.open_path(case, pick_planning=True)
+    app, window, target = open_sample_window(settle_s=0.5)
 
     def pump(seconds: float) -> None:
-        end = time.time() + seconds
-        while time.time() < end:
-            app.processEvents()
-            time.sleep(0.002)
+        pump_events(app, seconds)
 
     deadline = time.time() + 60
-    while window.planning is None and time.time() < deadline:
-        pump(0.05)
-    truth = json.loads((case / "truth" / "truth.json").read_text())
-    target = np.array(truth["lesion"]["center_lps"], dtype=float)
     entry = target + np.array([-45.0, 85.0, -10.0])
     window._add_trajectory(entry, target)
     window.add_zone("rf-cooltip-17g-3cm")
@@ -198,8 +187,7 @@ def bench_gui_follow(steps: int = 40, interval_s: float = 1 / 30) -> dict:
     drag_s = time.perf_counter() - start
     window.renders.end_gesture()
     pump(1.0)
-    window.scene.history.mark_clean()
-    window.close()
+    close_window(window)
     during = [t for t in shown if t <= start + drag_s]
     gaps = np.diff([start, *during]) * 1000.0 if during else np.array([drag_s * 1000.0])
     return {
