@@ -207,7 +207,7 @@ class CatalogDialog(QDialog):
         rbox.addWidget(self.chart_box, 1)
         splitter.addWidget(right)
         splitter.setStretchFactor(1, 3)
-        splitter.setSizes([380, 720])
+        splitter.setSizes([450, 650])
 
         self.message = QLabel("")
         self.message.setWordWrap(True)
@@ -267,7 +267,7 @@ class CatalogDialog(QDialog):
             text = f"{device.name}" + (f"  [{', '.join(tags)}]" if tags else "")
             item = QListWidgetItem(text)
             item.setData(Qt.ItemDataRole.UserRole, device.id)
-            item.setToolTip(f"{device.id} — {KIND_NAMES.get(device.kind, device.kind)}")
+            item.setToolTip(f"{text}\n{device.id} — {KIND_NAMES.get(device.kind, device.kind)}")
             self.devices.addItem(item)
             if device.id == select:
                 picked = item

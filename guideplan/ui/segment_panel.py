@@ -334,13 +334,18 @@ class SegmentPanel(QWidget):
         if metrics is None:
             self.metrics.setText("")
             return
-        d = ", ".join(f"{v:.0f}" for v in metrics.diameters_mm)
+        d = " × ".join(f"{v:.0f}" for v in metrics.diameters_mm)
+        bone = getattr(metrics, "bone_reference_hu", None)
+        versus = "" if bone is None else f" vs {bone:.0f} HU in the bone around"
+        breach = "yes" if metrics.cortical_breach else "no"
+        depth = getattr(metrics, "breach_depth_mm", None)
+        if metrics.cortical_breach and depth:
+            breach += f" (up to {depth:.1f} mm outside the bone)"
         self.metrics.setText(
             f"Lesion <b>{metrics.volume_ml:.2f} mL</b>, diameters {d} mm<br>"
             f"HU mean {metrics.hu_mean:.0f} (min {metrics.hu_min:.0f}, max "
-            f"{metrics.hu_max:.0f}); <b>{metrics.type}</b><br>"
-            f"Cortical breach: {'yes' if metrics.cortical_breach else 'no'}; posterior wall: "
-            f"{_wall_text(metrics)}"
+            f"{metrics.hu_max:.0f}); <b>{metrics.type}</b>{versus}<br>"
+            f"Cortical breach: {breach}; posterior wall: {_wall_text(metrics)}"
         )
 
 

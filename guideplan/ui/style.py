@@ -15,6 +15,8 @@ QComboBox, QListWidget, QTableWidget, QLineEdit {
 QHeaderView::section { background: #2b2f36; border: 0; padding: 3px; }
 QSlider::groove:horizontal { height: 4px; background: #30343b; }
 QSlider::handle:horizontal { background: #8a96a8; width: 10px; margin: -4px 0; border-radius: 3px; }
+QWidget:disabled { color: #6b7078; }
+QPushButton:disabled { background: #23262b; border-color: #2e3238; }
 QStatusBar { background: #17191c; color: #b8b8b8; }
 QProgressDialog { background: #23262b; }
 """

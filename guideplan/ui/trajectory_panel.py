@@ -5,6 +5,8 @@ Shows a :class:`~guideplan.planning.path_analysis.PathReport`; computes nothing 
 
 from __future__ import annotations
 
+from html import escape
+
 import numpy as np
 from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen
@@ -39,7 +41,11 @@ class HuProfile(QWidget):
 
     def __init__(self) -> None:
         super().__init__()
-        self.setMinimumHeight(110)
+        self.setMinimumHeight(124)
+        self.setToolTip(
+            "CT numbers along the needle, from the skin entry (left) to the target "
+            "(right); the band below shows the tissues crossed"
+        )
         self.report: PathReport | None = None
 
     def set_report(self, report: PathReport | None) -> None:
@@ -55,6 +61,7 @@ class HuProfile(QWidget):
             return
         w, h = self.width(), self.height()
         band = 10
+        foot = 14  # the entry / target captions under the tissue band
         lo, hi = -1000.0, 2000.0
         length = float(r.profile_mm[-1]) or 1.0
 
@@ -62,11 +69,16 @@ class HuProfile(QWidget):
             return 4 + (w - 8) * s / length
 
         def y_of(v: float) -> float:
-            return 4 + (h - band - 10) * (1 - (np.clip(v, lo, hi) - lo) / (hi - lo))
+            return 4 + (h - band - foot - 10) * (1 - (np.clip(v, lo, hi) - lo) / (hi - lo))
 
         painter.setPen(QPen(QColor("#3a3f47"), 1))
         for level in (0, 1000):
             painter.drawLine(QPointF(4, y_of(level)), QPointF(w - 4, y_of(level)))
+        painter.setPen(QColor("#6a6f78"))
+        for level in (0, 1000):
+            text = f"{level} HU"
+            x = w - 6 - painter.fontMetrics().horizontalAdvance(text)
+            painter.drawText(QPointF(x, y_of(level) - 2), text)
         path = QPainterPath(QPointF(x_of(r.profile_mm[0]), y_of(r.profile_hu[0])))
         for s, v in zip(r.profile_mm[1:], r.profile_hu[1:], strict=True):
             path.lineTo(QPointF(x_of(s), y_of(v)))
@@ -76,13 +88,16 @@ class HuProfile(QWidget):
             colour = QColor(TISSUE_COLOURS.get(seg.tissue, "#ff8040"))
             painter.fillRect(
                 int(x_of(seg.start_mm)),
-                h - band - 2,
+                h - band - foot - 2,
                 max(1, int(x_of(seg.end_mm) - x_of(seg.start_mm))),
                 band,
                 colour,
             )
         painter.setPen(QColor("#8a8f98"))
-        painter.drawText(6, 14, "HU")
+        painter.drawText(6, 14, "HU along the path")
+        painter.drawText(4, h - 3, "entry (skin)")
+        caption = f"target, {length:.0f} mm"
+        painter.drawText(w - 4 - painter.fontMetrics().horizontalAdvance(caption), h - 3, caption)
         painter.end()
 
 
@@ -105,16 +120,23 @@ class TrajectoryPanel(QWidget):
         self.list.currentItemChanged.connect(self._on_current)
         box.addWidget(self.list)
         row = QHBoxLayout()
-        for label, signal in (
-            ("New", self.new_requested),
-            ("Delete", self.delete_requested),
-            ("Suggest entries", self.suggest_requested),
+        for label, signal, tip in (
+            ("New", self.new_requested, "Place a needle: click the target, then the entry (T)"),
+            ("Delete", self.delete_requested, "Delete the selected needle (and its zone)"),
+            (
+                "Suggest entries",
+                self.suggest_requested,
+                "Search the skin for safe straight paths to the selected needle's target, "
+                "for the patient position below",
+            ),
         ):
             button = QPushButton(label)
+            button.setToolTip(tip)
             button.clicked.connect(signal.emit)
             row.addWidget(button)
         box.addLayout(row)
         self.device = QComboBox()
+        self.device.setToolTip("The selected needle's device (length, gauge)")
         for device in catalog:
             self.device.addItem(device.name, device.id)
         self.device.activated.connect(
@@ -122,11 +144,18 @@ class TrajectoryPanel(QWidget):
         )
         box.addWidget(self.device)
         self.lock = QCheckBox("Locked")
+        self.lock.setToolTip("A locked needle cannot be dragged or changed by a suggestion")
         self.lock.toggled.connect(self.lock_toggled.emit)
         box.addWidget(self.lock)
         self.readouts = QLabel("Place a target, then an entry (tool T).")
         self.readouts.setWordWrap(True)
         self.readouts.setTextFormat(Qt.TextFormat.RichText)
+        self.readouts.setToolTip(
+            "Craniocaudal: angle to the axial plane, + toward the head. Axial from "
+            "vertical: angle to the anterior-posterior line in the axial plane. Gantry "
+            "tilt: the tilt that holds the whole path in one axial slice. Tissue lengths "
+            "in mm, from the entry."
+        )
         box.addWidget(self.readouts)
         self.profile = HuProfile()
         box.addWidget(self.profile)
@@ -142,6 +171,11 @@ class TrajectoryPanel(QWidget):
             ("any", "any"),
         ):
             self.position.addItem(label, value)
+        self.position.setToolTip(
+            "Entries the suggestions may use: the skin facing up in this position. "
+            "'from the images' reads the DICOM patient position (HFS, FFS: supine, so "
+            "no entry from the back); choose prone or any for a posterior approach."
+        )
         row.addWidget(self.position, 1)
         box.addLayout(row)
         self.suggestions = QListWidget()
@@ -181,13 +215,14 @@ class TrajectoryPanel(QWidget):
             return
         a = report.angles
         toward = "" if a.toward == "none" else f" toward patient's {a.toward}"
-        tissues = " → ".join(f"{t.tissue} {t.length_mm:.0f}" for t in report.tissues)
+        tissues = " → ".join(f"{escape(t.tissue)} {_mm(t.length_mm)}" for t in report.tissues)
         distances = "".join(
-            f"<br>{d.name}: {d.distance_mm:.1f} mm (≥ {d.threshold_mm:g})" for d in report.distances
+            f"<br>{escape(d.name)}: {d.distance_mm:.1f} mm (safety ≥ {d.threshold_mm:g} mm)"
+            for d in report.distances
         )
         warnings = "".join(
             f"<br><span style='color:{SEVERITY_COLOURS.get(w.severity, '#ddd')}'>"
-            f"⚠ {w.code}: {w.message}</span>"
+            f"⚠ {escape(w.code)}: {escape(w.message)}</span>"
             for w in report.warnings
         )
         self.readouts.setText(
@@ -197,7 +232,8 @@ class TrajectoryPanel(QWidget):
             f"<b>{a.axial_from_vertical_deg:.1f}°</b>{toward}<br>"
             f"Gantry tilt for one slice: {a.gantry_tilt_deg:+.1f}°<br>"
             f"Direction (LPS): {a.direction[0]:+.3f}, {a.direction[1]:+.3f}, "
-            f"{a.direction[2]:+.3f}<br><small>{tissues}</small>{distances}{warnings}"
+            f"{a.direction[2]:+.3f}<br><small>Tissues (mm): {tissues}</small>"
+            f"{distances}{warnings}"
         )
 
     def show_suggestions(self, candidates) -> None:
@@ -206,9 +242,15 @@ class TrajectoryPanel(QWidget):
         for cand in candidates:
             clear = f"{cand.clearance_mm:.1f} mm" if np.isfinite(cand.clearance_mm) else "–"
             item = QListWidgetItem(
-                f"{cand.route}: {cand.length_mm:.0f} mm, clear {clear}, "
-                f"cc {cand.craniocaudal_deg:+.0f}°, score {cand.score:.2f}"
+                f"{cand.route}: {cand.length_mm:.0f} mm, clearance {clear}, "
+                f"craniocaudal {cand.craniocaudal_deg:+.0f}°, score {cand.score:.2f}"
             )
             item.setData(Qt.ItemDataRole.UserRole, tuple(float(v) for v in cand.entry))
             self.suggestions.addItem(item)
         self.suggestions.setVisible(bool(candidates))
+
+
+def _mm(value: float) -> str:
+    """A tissue length: whole millimetres, one decimal below 1 mm (a thin crossing of
+    air or bone must not read as 0)."""
+    return f"{value:.0f}" if value >= 1.0 else f"{value:.1f}"

@@ -9,6 +9,8 @@ debounced: the fill is computed off the GUI thread by the window).
 
 from __future__ import annotations
 
+from html import escape
+
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
@@ -79,6 +81,7 @@ class TreatmentPanel(QWidget):
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
         )
         self.device.setMinimumContentsLength(18)
+        self.device.currentTextChanged.connect(self.device.setToolTip)
         grid.addWidget(self.device, 0, 0)
         catalog_button = QPushButton("Catalog…")
         catalog_button.setToolTip("View the device charts; add or edit your own devices")
@@ -159,6 +162,9 @@ class TreatmentPanel(QWidget):
             if device.kind in ZONE_KINDS:
                 mark = " (approx.)" if device.approximate else ""
                 self.device.addItem(f"{device.name}{mark}", device.id)
+                self.device.setItemData(
+                    self.device.count() - 1, f"{device.name}{mark}", Qt.ItemDataRole.ToolTipRole
+                )
         index = self.device.findData(current)
         self.device.setCurrentIndex(max(index, 0))
         self.device.blockSignals(False)
@@ -318,14 +324,14 @@ class TreatmentPanel(QWidget):
             sites = ", ".join(
                 f"{leak.label} (from {leak.reached_at_ml:.1f} mL)" for leak in result.leaks
             )
-            lines.append(f"<span style='color:{colour}'>Leak risk: {sites}</span>")
+            lines.append(f"<span style='color:{colour}'>Leak risk: {escape(sites)}</span>")
         else:
             lines.append("No leak-risk site reached.")
         self.cement_info.setText("<br>".join(lines))
 
     def show_evaluation(self, plan, error: str | None = None) -> None:
         if error:
-            self.summary.setText(f"<span style='color:#ff6b6b'>{error}</span>")
+            self.summary.setText(f"<span style='color:#ff6b6b'>{escape(error)}</span>")
             return
         if plan is None or plan.evaluation is None:
             self.summary.setText("")
@@ -337,13 +343,20 @@ class TreatmentPanel(QWidget):
             if zone is None or outcome.cement is not None:
                 continue
             dims = zone.dimensions
-            text = f"{outcome.node.name}: {zone.volume_ml:.1f} mL"
+            text = f"{escape(outcome.node.name)}: {zone.volume_ml:.1f} mL"
             if dims is not None and dims.isotherms:
                 shells = ", ".join(
                     f"{float(n):g} °C {w:.0f} mm" for n, (_, w) in dims.isotherms.items()
                 )
                 probes = int(zone.parameters.get("probes", 1))
-                text += f" ({probes} probe{'s' if probes > 1 else ''}; widths {shells})"
+                lethal = zone.parameters.get("lethal_isotherm_c")
+                if lethal is not None:
+                    text = (
+                        f"{escape(outcome.node.name)}: lethal zone (≤ {float(lethal):g} °C) "
+                        f"{zone.volume_ml:.1f} mL"
+                    )
+                each = "each probe's widths" if probes > 1 else "widths"
+                text += f" ({probes} probe{'s' if probes > 1 else ''}; {each} {shells})"
             elif dims is not None:
                 text += f" ({dims.length_mm:.0f} × {dims.width_mm:.0f} mm)"
             lines.append(text)
@@ -360,11 +373,39 @@ class TreatmentPanel(QWidget):
             if fig.min_margin_mm is not None:
                 text += f", min margin {fig.min_margin_mm:+.1f} mm"
             lines.append(text)
+        if ev.lesion is None:
+            lines.append("<i>No lesion segmented: coverage and margins are not computed.</i>")
+        if ev.ablation is not None:
+            near = sorted(ev.ablation.distances, key=lambda d: d.distance_mm)[:6]
+            if near:
+                lines.append(
+                    "Zone edge to: "
+                    + ", ".join(
+                        f"{escape(d.structure)} {_distance_text(d)} (safety {d.threshold_mm:g} mm)"
+                        for d in near
+                    )
+                )
+            if all("skin" in d.structure.lower() for d in ev.ablation.distances):
+                lines.append(
+                    f"<span style='color:{SEVERITY_COLOURS['warning']}'>No structure to "
+                    "spare is segmented besides the skin: the zone's distances to the spinal "
+                    "canal, nerves and organs are NOT checked (Segment tab: Auto "
+                    "anatomy).</span>"
+                )
         for w in ev.warnings:
             colour = SEVERITY_COLOURS.get(w.severity, "#ddd")
-            lines.append(f"<span style='color:{colour}'>⚠ {w.code}: {w.message}</span>")
+            lines.append(
+                f"<span style='color:{colour}'>⚠ {escape(w.code)}: {escape(w.message)}</span>"
+            )
         lines.append(
             "<small>Predicted zones are estimates from approximate device charts "
             "and simplified models; check the device's instructions for use.</small>"
         )
         self.summary.setText("<br>".join(lines))
+
+
+def _distance_text(d) -> str:
+    """A zone edge's distance to a structure; inside when the zone reaches into it."""
+    if d.distance_mm <= 0:
+        return f"<b>reached, {-d.distance_mm:.1f} mm inside</b>"
+    return f"{'≥ ' if d.lower_bound else ''}{d.distance_mm:.1f} mm"
