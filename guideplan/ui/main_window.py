@@ -104,6 +104,7 @@ class MainWindow(
         self.anonymize = False
         self.tool = "navigate"
         self._pending_points: list[np.ndarray] = []
+        self._ruler_waiting = False  # a ruler's first point was clicked, not dragged
         self._hover: np.ndarray | None = None
         self._layout = "four_up"
         self._focus_view = "axial"
@@ -680,6 +681,7 @@ class MainWindow(
         if tab:
             self.show_panel(tab)
         self._pending_points = []
+        self._ruler_waiting = False
         for name, button in self.tool_buttons.items():
             button.setChecked(name == tool)
         for widget in self.slice_widgets.values():
@@ -706,13 +708,19 @@ class MainWindow(
 
     def _on_tool_point(self, lps, released: bool) -> None:
         lps = np.asarray(lps, dtype=float)
-        if self.tool == "ruler":
-            if not released:
-                self._pending_points = [lps, lps]
-            else:
-                if self._pending_points and np.linalg.norm(lps - self._pending_points[0]) > 0.5:
-                    self._add_measurement([self._pending_points[0], lps], "distance")
+        if self.tool == "ruler":  # press-drag-release, or click the two ends
+            first = self._pending_points[0] if self._pending_points else None
+            if not released and first is not None and self._ruler_waiting:
+                self._add_measurement([first, lps], "distance")
+                self._pending_points, self._ruler_waiting = [], False
+            elif not released:
+                self._pending_points, self._ruler_waiting = [lps, lps], False
+            elif first is not None and np.linalg.norm(lps - first) > 0.5:
+                self._add_measurement([first, lps], "distance")
                 self._pending_points = []
+            elif first is not None:
+                self._ruler_waiting = True
+                self.statusBar().showMessage("Ruler: click the second point.", 4000)
         elif self.tool == "angle" and not released:
             self._pending_points.append(lps)
             if len(self._pending_points) == 3:

@@ -43,7 +43,11 @@ class FusionActions:
         self.load_series_from(path, self._add_prior_volume, "Loading prior study")
 
     def _add_prior_volume(self, volume: Volume) -> None:
-        name = f"{volume.modality} {volume.meta.get('description') or 'prior'}".strip()
+        description = volume.meta.get("description") or "prior"
+        modality = volume.modality or ""
+        # 'CT abdomen portal venous', not 'CT CT abdomen portal venous'
+        starts = description.upper().startswith(modality.upper())
+        name = description if modality and starts else f"{modality} {description}".strip()
         node, _ = add_prior(self.scene, volume, name, source=volume_source(volume))
         self.active_prior = node.id
         self._refresh_fusion()

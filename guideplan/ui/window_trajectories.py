@@ -67,7 +67,8 @@ class TrajectoryActions:
     def _pick_handle(self, widget: SliceWidget, pos) -> tuple[str, str] | None:
         """(node id, 'entry'|'target') of an unlocked needle end under the mouse."""
         sv = widget.slice_view
-        if sv.frame is None or self.tool not in ("navigate", "trajectory"):
+        # The trajectory tool places new points (a second probe may go next to a needle).
+        if sv.frame is None or self.tool != "navigate":
             return None
         x, y = widget._display_xy(pos)
         tolerance = max(sv.step_mm, 0.5) * 0.6
@@ -114,6 +115,7 @@ class TrajectoryActions:
             if self.path_ctx is not None and self.path_ctx.volume is volume:
                 self.path_ctx.structures = structures
                 self._refresh_trajectories()
+                self.schedule_zones()  # the zones' checks use them too
 
         run_task(self, task, done, "Finding structures", show_progress=False)
 
@@ -246,7 +248,12 @@ class TrajectoryActions:
             self.trajectory_panel.show_suggestions(shown)
             self.render_all()
             if not ranked:
-                self.statusBar().showMessage("No safe straight path found from the skin.", 8000)
+                side = f"the {position} patient's reachable skin" if position else "the skin"
+                self.statusBar().showMessage(
+                    f"No safe straight path found from {side}. Check the patient position "
+                    "in the Needles tab (the images' position is used by default).",
+                    12000,
+                )
                 return
             best = ranked[0]
             self.scene.execute(

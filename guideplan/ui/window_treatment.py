@@ -236,6 +236,11 @@ class TreatmentActions:
         needle, the cement slider and power/time changes do not rebuild it."""
         from guideplan.model.treatment import treatment_context
 
+        # Structures found automatically on the CT (the canal) stand in for the ones
+        # not segmented, as in `guideplan plan` without --labels: a zone reaching the
+        # canal is warned about before anyone runs Auto anatomy.
+        path_ctx = getattr(self, "path_ctx", None)
+        auto = [] if path_ctx is None or path_ctx.volume is not volume else path_ctx.structures
         key = (
             tuple(
                 (n.id, zlib.adler32(np.ascontiguousarray(n.array).data))
@@ -243,6 +248,7 @@ class TreatmentActions:
                 if n.array is not None
             ),
             id(volume),
+            tuple(id(f) for f in auto),
             tuple(sorted(str(v) for v in (scene.info or {}).values()))
             if isinstance(scene.info, dict)
             else (),
@@ -252,6 +258,9 @@ class TreatmentActions:
         if cached is not None and cached[0] == key and _tips_within(tips, *cached[2]):
             return cached[1]
         ctx = treatment_context(scene)
+        if ctx.canal_field() is None:
+            have = {f.name for f in ctx.structures}
+            ctx.structures += [f for f in auto if f.name not in have]
         built = tips if len(tips) else np.zeros((1, 3))
         bounds = (
             built.min(axis=0) - self.CONTEXT_SLACK_MM,

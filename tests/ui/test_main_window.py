@@ -154,6 +154,21 @@ def test_ruler_measures_and_undo_redo(window, qtbot):
     assert len(window.scene.nodes_of(MeasurementNode)) == 1
 
 
+def test_ruler_by_two_clicks(window, qtbot):
+    window.set_tool("ruler")
+    canvas = window.slice_widgets["axial"].canvas
+    for p in (QPoint(150, 200), QPoint(150, 260)):
+        _mouse(canvas, "press", p)
+        _mouse(canvas, "release", p)
+    (ruler,) = window.scene.nodes_of(MeasurementNode)
+    axial = window.slice_widgets["axial"]
+    expected = 60 * axial.slice_view.mm_per_pixel() * canvas.devicePixelRatioF()
+    assert ruler.value == pytest.approx(expected, rel=0.05)
+    _mouse(canvas, "press", QPoint(200, 200))  # a new ruler starts; nothing more is added
+    _mouse(canvas, "release", QPoint(200, 200))
+    assert len(window.scene.nodes_of(MeasurementNode)) == 1
+
+
 def test_angle_tool(window, qtbot):
     window.set_tool("angle")
     canvas = window.slice_widgets["axial"].canvas

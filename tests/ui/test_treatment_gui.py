@@ -281,3 +281,28 @@ def test_dragging_the_tip_moves_the_zone_without_rebuilding_the_context(planned,
     window.scene.execute(SetField(needle.id, "target", far))
     _settle(window, qtbot)
     assert window._zone_ctx[1] is not context
+
+
+def test_a_zone_reaching_the_canal_is_warned_without_segmenting_it(window, qtbot):
+    """Before any segmentation the canal found automatically on the CT is checked: an
+    RF zone on the lumbar sample's lesion (which touches the canal) is warned about."""
+    import json
+    from pathlib import Path
+
+    case = Path(__file__).resolve().parents[2] / "sample_data" / "case01_l2_lytic_rfa_cement"
+    phantom = window.planning
+    window.open_path(case, pick_planning=True)
+    qtbot.waitUntil(
+        lambda: window.planning is not phantom and bool(window.path_ctx.structures),
+        timeout=60000,
+    )
+    assert not window.scene.nodes_of(LabelMapNode)
+    target = np.array(
+        json.loads((case / "truth" / "truth.json").read_text())["lesion"]["center_lps"]
+    )
+    window._add_trajectory(target + [-45.0, 85.0, -10.0], target)
+    window.add_zone("rf-cooltip-17g-3cm")
+    text = _evaluated(window, qtbot, "THERMAL_RISK")
+    assert "NERVE_THERMAL_RISK" in text or "CORD_THERMAL_RISK" in text
+    assert "canal" in text.lower()
+    window.scene.history.mark_clean()
