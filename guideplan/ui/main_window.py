@@ -319,6 +319,8 @@ class MainWindow(
         self.trajectory_panel.lock_toggled.connect(self._set_locked)
         self.trajectory_panel.suggest_requested.connect(self.suggest_entries)
         self.trajectory_panel.suggestion_chosen.connect(self._use_suggestion)
+        self.trajectory_panel.renamed.connect(self.rename_trajectory)
+        self.trajectory_panel.colour_chosen.connect(self.set_trajectory_colour)
         self.treatment_panel = TreatmentPanel(self.catalog)
         self.treatment_panel.add_requested.connect(self.add_zone)
         self.treatment_panel.remove_requested.connect(self.remove_zone)

@@ -9,9 +9,10 @@ from html import escape
 
 import numpy as np
 from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen
+from PySide6.QtGui import QColor, QIcon, QPainter, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
+    QColorDialog,
     QComboBox,
     QHBoxLayout,
     QLabel,
@@ -109,6 +110,8 @@ class TrajectoryPanel(QWidget):
     suggest_requested = Signal()
     new_requested = Signal()
     suggestion_chosen = Signal(object)  # entry point (LPS)
+    renamed = Signal(str, str)  # node id, new name
+    colour_chosen = Signal(str, object)  # node id, (r, g, b) in 0..1
 
     def __init__(self, catalog: Catalog) -> None:
         super().__init__()
@@ -118,6 +121,8 @@ class TrajectoryPanel(QWidget):
         self.list = QListWidget()
         self.list.setMaximumHeight(90)
         self.list.currentItemChanged.connect(self._on_current)
+        self.list.itemChanged.connect(self._on_renamed)
+        self.list.setToolTip("Double-click a needle to rename it")
         box.addWidget(self.list)
         row = QHBoxLayout()
         for label, signal, tip in (
@@ -146,7 +151,14 @@ class TrajectoryPanel(QWidget):
         self.lock = QCheckBox("Locked")
         self.lock.setToolTip("A locked needle cannot be dragged or changed by a suggestion")
         self.lock.toggled.connect(self.lock_toggled.emit)
-        box.addWidget(self.lock)
+        self.colour = QPushButton("Colour…")
+        self.colour.setToolTip("The selected needle's colour in every view")
+        self.colour.clicked.connect(self._choose_colour)
+        lock_row = QHBoxLayout()
+        lock_row.addWidget(self.lock)
+        lock_row.addStretch(1)
+        lock_row.addWidget(self.colour)
+        box.addLayout(lock_row)
         self.readouts = QLabel("Place a target, then an entry (tool T).")
         self.readouts.setWordWrap(True)
         self.readouts.setTextFormat(Qt.TextFormat.RichText)
@@ -187,16 +199,38 @@ class TrajectoryPanel(QWidget):
         self.suggestions.hide()
         box.addWidget(self.suggestions)
 
-    def set_trajectories(self, items: list[tuple[str, str]], current: str | None) -> None:
+    def set_trajectories(
+        self, items: list[tuple[str, str]], current: str | None, colours: dict | None = None
+    ) -> None:
+        """The needles (id, name), the selected one, and each one's colour swatch."""
         self.list.blockSignals(True)
         self.list.clear()
         for node_id, name in items:
             item = QListWidgetItem(name)
             item.setData(Qt.ItemDataRole.UserRole, node_id)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
+            rgb = (colours or {}).get(node_id)
+            if rgb is not None:
+                item.setIcon(_swatch(rgb))
             self.list.addItem(item)
             if node_id == current:
                 self.list.setCurrentItem(item)
         self.list.blockSignals(False)
+
+    def _on_renamed(self, item: QListWidgetItem) -> None:
+        name = item.text().strip()
+        if name:
+            self.renamed.emit(item.data(Qt.ItemDataRole.UserRole), name)
+
+    def _choose_colour(self) -> None:
+        item = self.list.currentItem()
+        if item is None:
+            return
+        start = item.icon().pixmap(12, 12).toImage().pixelColor(6, 6)
+        colour = QColorDialog.getColor(start, self, "Needle colour")
+        if colour.isValid():
+            rgb = (colour.redF(), colour.greenF(), colour.blueF())
+            self.colour_chosen.emit(item.data(Qt.ItemDataRole.UserRole), rgb)
 
     def _on_current(self, item, _previous) -> None:
         if item is not None:
@@ -254,3 +288,10 @@ def _mm(value: float) -> str:
     """A tissue length: whole millimetres, one decimal below 1 mm (a thin crossing of
     air or bone must not read as 0)."""
     return f"{value:.0f}" if value >= 1.0 else f"{value:.1f}"
+
+
+def _swatch(rgb) -> QIcon:
+    """A small square of the needle's colour for its list entry."""
+    pixmap = QPixmap(12, 12)
+    pixmap.fill(QColor.fromRgbF(*(float(c) for c in rgb[:3])))
+    return QIcon(pixmap)

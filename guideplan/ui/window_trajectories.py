@@ -59,6 +59,19 @@ class TrajectoryActions:
         if node is not None and device_id and node.device_id != device_id:
             self.scene.execute(SetField(node.id, "device_id", device_id, text="Change device"))
 
+    def rename_trajectory(self, node_id: str, name: str) -> None:
+        node = self.scene.find(node_id)
+        if isinstance(node, TrajectoryNode) and name and node.name != name:
+            self.scene.execute(SetField(node_id, "name", name, text=f"Rename {node.name}"))
+
+    def set_trajectory_colour(self, node_id: str, rgb) -> None:
+        node = self.scene.find(node_id)
+        colour = tuple(float(c) for c in rgb[:3])
+        if isinstance(node, TrajectoryNode) and tuple(node.display.color) != colour:
+            self.scene.execute(
+                SetField(node_id, "display.color", colour, text=f"Colour of {node.name}")
+            )
+
     def _set_locked(self, locked: bool) -> None:
         node = self._current()
         if node is not None and node.locked != locked:
@@ -124,7 +137,9 @@ class TrajectoryActions:
         if self.current_trajectory not in {n.id for n in nodes}:
             self.current_trajectory = nodes[-1].id if nodes else None
         self.trajectory_panel.set_trajectories(
-            [(n.id, n.name) for n in nodes], self.current_trajectory
+            [(n.id, n.name) for n in nodes],
+            self.current_trajectory,
+            {n.id: tuple(n.display.color) for n in nodes},
         )
         node = self._current()
         report = None
