@@ -84,6 +84,7 @@ class SliceView:
         self.custom_axes = False
         self._corner_text: dict[int, str] = {}
         self._overlay_key: object = None
+        self._plane_centre = (0.0, 0.0)  # in-plane middle of the image, mm
 
         self.reslice = vtkImageReslice()
         self.reslice.SetOutputDimensionality(2)
@@ -147,6 +148,7 @@ class SliceView:
         self.frame = frame
         self._update_letters()
         lo, hi = vtk_image.volume_extent_in_plane(volume, self.frame)
+        self._plane_centre = ((lo[0] + hi[0]) / 2.0, (lo[1] + hi[1]) / 2.0)
         spacing = float(min(volume.spacing))
         nx = math.ceil((hi[0] - lo[0]) / spacing) + 1
         ny = math.ceil((hi[1] - lo[1]) / spacing) + 1
@@ -269,9 +271,17 @@ class SliceView:
             label.GetTextProperty().SetColor(*overlay.color)
             label.GetTextProperty().SetFontSize(13)
             label.GetTextProperty().SetShadow(True)
+            # The text runs from the entry toward the middle of the image, so that an
+            # entry near the view's edge keeps its name on screen.
+            right = float(entry[0]) > self._plane_centre[0]
+            above = float(entry[1]) > self._plane_centre[1]
+            prop = label.GetTextProperty()
+            prop.SetJustification(2 if right else 0)  # VTK_TEXT_RIGHT / LEFT
+            prop.SetVerticalJustification(2 if above else 0)  # TOP / BOTTOM
             coord = label.GetPositionCoordinate()
             coord.SetCoordinateSystemToWorld()
-            coord.SetValue(float(entry[0]) + 4.0, float(entry[1]) + 4.0, 0.3)
+            dx, dy = (-4.0 if right else 4.0), (-4.0 if above else 4.0)
+            coord.SetValue(float(entry[0]) + dx, float(entry[1]) + dy, 0.3)
             self.renderer.AddViewProp(label)
             self._overlay_actors.append(label)
 
