@@ -198,6 +198,9 @@ class Phantom:
     lesion: LesionSpec | None = None
     #: Lesion radii multiplier (a prior exam shows the lesion earlier, smaller).
     lesion_scale: float = 1.0
+    #: Patient lying face down: gravity-dependent details (gas, cauda equina roots) are
+    #: mirrored front to back. The anatomy itself does not move in LPS.
+    prone: bool = False
     levels: dict[str, Level] = field(init=False)
     ops: list[PaintOp] = field(init=False)
     hosts: dict[str, Solid] = field(init=False)
@@ -328,7 +331,7 @@ class Phantom:
         self._op(Intersect((stomach, cavity)), Tissue.BOWEL_WALL)
         lumen = Ellipsoid(st_c, np.array([38.0, 28, 51]), st_ax)
         self._op(Intersect((lumen, cavity)), Tissue.BOWEL_FLUID)
-        gas = Intersect((lumen, HalfSpace(np.array([0.0, 1, 0]), st_c[1] - 12)))
+        gas = Intersect((lumen, self._non_dependent(st_c[1], 12.0)))
         self._op(Intersect((gas, cavity)), Tissue.GAS)
         # kidneys: left higher than right; lower pole lateral, hilum anteromedial
         for side, zk in ((1, (zl1 + zl2) / 2), (-1, (zl1 + zl2) / 2 - 15)):
@@ -389,7 +392,8 @@ class Phantom:
             self._op(Capsule(np.array(a), np.array(b), 8.0), Tissue.MUSCLE, avoid=_NOT_BODY)
 
     def _bowel(self, cavity: Solid) -> None:
-        """Colon frame and small-bowel loops, some with anterior gas (patient supine)."""
+        """Colon frame and small-bowel loops, some with gas on the non-dependent side
+        (anterior when supine, posterior when prone)."""
         rng = np.random.default_rng(1000 + self.habitus.bowel_seed)
         lv = self.levels
         zs1, z12, zl1, zl2, zl3 = (
@@ -437,10 +441,16 @@ class Phantom:
             lumen = Capsule(a, b, r - 2.5)
             self._op(Intersect((lumen, cavity)), content)
             if gas_fraction:
-                y_gas = min(a[1], b[1]) - (r - 2.5) * (1 - 2 * gas_fraction)
-                self._op(
-                    Intersect((lumen, cavity, HalfSpace(np.array([0.0, 1, 0]), y_gas))), Tissue.GAS
-                )
+                top = max(a[1], b[1]) if self.prone else min(a[1], b[1])
+                level = self._non_dependent(top, (r - 2.5) * (1 - 2 * gas_fraction))
+                self._op(Intersect((lumen, cavity, level)), Tissue.GAS)
+
+    def _non_dependent(self, y: float, depth: float) -> HalfSpace:
+        """The part of space more than ``depth`` mm above ``y`` against gravity: anterior
+        (y < y - depth) when supine, posterior (y > y + depth) when prone."""
+        if self.prone:
+            return HalfSpace(np.array([0.0, -1, 0]), -(y + depth))
+        return HalfSpace(np.array([0.0, 1, 0]), y - depth)
 
     # -- muscles -----------------------------------------------------------------------
     def _paravertebral(self) -> None:
@@ -854,9 +864,12 @@ class Phantom:
         cord.insert(0, (conus - 8.0, 0.0, l1.canal_cy, 1.0, 1.0, 1.0))
         cord.insert(1, (conus, 0.0, l1.canal_cy, 3.5, 3.0, 3.0))
         self._op(Profile(np.array(cord)), Tissue.CORD)
-        # cauda equina: roots lying dependent (posterior) in the dural sac
+        # cauda equina: roots lying dependent in the dural sac (posterior when supine,
+        # anterior when prone)
         lower = [lv for lv in self.levels.values() if not lv.thoracic]
+        sink = -1.0 if self.prone else 1.0
         for dx, dy in ((-5, 3), (-2, 4), (2, 4), (5, 3), (-7, 0.5), (7, 0.5)):
+            dy = sink * dy
             pts = [
                 np.array([dx * (0.5 if lvl.name == "L1" else 1.0), lvl.canal_cy + dy, lvl.zc])
                 for lvl in lower

@@ -22,6 +22,14 @@ class Acquisition:
     this series' LPS (geometry.rigid_matrix about the lesion centre). ``direction`` has
     columns i, j, k in the series' own LPS. ``center_offset_mm`` moves the FOV centre
     away from the (transformed) ``center_mm`` point.
+
+    ``patient_position`` is the DICOM PatientPosition (``POSITIONS``). The anatomy is
+    the same in patient LPS whatever the position; what changes is what a scanner
+    changes: the image axes of an axial series (``AXIAL`` for HFS, ``AXIAL_PRONE`` for
+    HFP: the image stays upright in the gantry, so the patient's back is at the top),
+    the side of the couch (posterior when supine, anterior when prone) and what
+    gravity moves (bowel and stomach gas rise to the non-dependent side, the cauda
+    equina roots sink to the dependent side of the dural sac).
     """
 
     folder: str
@@ -42,9 +50,22 @@ class Acquisition:
     mr_sequence: dict[str, object] = field(default_factory=dict)
     #: Model point (planning-CT LPS mm) the FOV is centred on; None = the lesion centre.
     center_mm: tuple[float, float, float] | None = None
+    #: DICOM PatientPosition: "HFS" (head first supine) or "HFP" (head first prone).
+    patient_position: str = "HFS"
+
+    def __post_init__(self) -> None:
+        if self.patient_position not in POSITIONS:
+            raise ValueError(
+                f"{self.folder}: patient_position must be one of {sorted(POSITIONS)}, "
+                f"got {self.patient_position!r}"
+            )
 
     def direction_matrix(self) -> np.ndarray:
         return np.asarray(self.direction, dtype=float)
+
+    @property
+    def prone(self) -> bool:
+        return self.patient_position.endswith("P")
 
 
 @dataclass(frozen=True)
@@ -80,8 +101,8 @@ class CaseSpec:
     def acquisitions(self) -> tuple[Acquisition, ...]:
         return (self.ct, self.prior_ct, self.mr)
 
-    def phantom(self, lesion_scale: float = 1.0) -> Phantom:
-        return Phantom(self.habitus, self.lesion, lesion_scale)
+    def phantom(self, lesion_scale: float = 1.0, prone: bool = False) -> Phantom:
+        return Phantom(self.habitus, self.lesion, lesion_scale, prone=prone)
 
 
 def _rot(axis: str, deg: float) -> np.ndarray:
@@ -99,6 +120,16 @@ def _rows(m: np.ndarray) -> tuple[tuple[float, float, float], ...]:
 
 
 AXIAL = _rows(np.eye(3))
+#: Axial, head first prone, as a prone scanner writes it: rows toward the patient's
+#: right (-x), columns toward anterior (-y), slices toward the head (+z). A 180 degree
+#: roll of AXIAL about the table axis: the image is upright in the gantry, the patient's
+#: back at its top.
+AXIAL_PRONE = _rows(np.diag([-1.0, -1.0, 1.0]))
+#: The patient positions the generator writes, with the axial direction of each.
+POSITIONS: dict[str, tuple[tuple[float, float, float], ...]] = {
+    "HFS": AXIAL,
+    "HFP": AXIAL_PRONE,
+}
 #: Sagittal: i = anterior->posterior (+y), j = head->feet (-z), k = left->right (-x).
 SAGITTAL = _rows(np.array([[0.0, 0, -1], [1, 0, 0], [0, -1, 0]]))
 #: Coronal: i = right->left (+x), j = head->feet (-z), k = anterior->posterior (+y).
@@ -173,6 +204,11 @@ def build_cases() -> dict[str, CaseSpec]:
                 "(vertebroplasty), bipedicular or right transpedicular."
             ),
             planning_notes=(
+                "Planning CT acquired PRONE (head first prone, HFP), the position of the "
+                "procedure: the back is up and reachable, the couch is under the belly. "
+                "The prior CT and the MR are supine diagnostic scans: the patient "
+                "coordinates (LPS) follow the patient, so only the image axes differ "
+                "(rolled 180 degrees); bowel gas rises to the other side.",
                 "Posterior-wall destruction: high risk of cement leakage into the canal; "
                 "keep the ablation zone and cement away from the canal (thermocouple, "
                 "cord/nerve distance setting).",
@@ -181,11 +217,14 @@ def build_cases() -> dict[str, CaseSpec]:
             ct=Acquisition(
                 "ct",
                 "CT",
-                "Planning CT L1-L3 non-contrast",
+                "Planning CT L1-L3 non-contrast prone",
                 (400, 300, 104),
                 (0.8, 0.8, 1.25),
-                AXIAL,
-                center_mm=(0.0, 15.0, c1[2]),
+                AXIAL_PRONE,
+                # the couch is anterior: the FOV leans forward to keep as much of it in
+                # view (about 18 mm in front of the skin) as the supine scans show behind
+                center_mm=(0.0, 10.0, c1[2]),
+                patient_position="HFP",
                 study_date="20260310",
                 study_time="083000",
                 study_description="CT-guided spine intervention",

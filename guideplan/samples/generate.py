@@ -5,9 +5,15 @@ exactly (lesion position and volume, the true prior-to-planning transforms), for
 GUI demo, the tutorials and the end-to-end tests. Everything is deterministic: the
 same call rewrites the same bytes.
 
+Patient position: each series states its DICOM PatientPosition (HFS or HFP, see
+cases.Acquisition). A prone series is written as a prone scanner writes it (axial rows
+toward the patient's right, columns toward anterior), with the couch under the belly
+and gravity-dependent details (gas) on the other side; the anatomy and so the truth
+(masks on the planning-CT grid, centres in LPS) stay where they are in patient LPS.
+
 Layout of one case::
 
-    <out_dir>/<case>/ct/        planning CT (axial, non-contrast)
+    <out_dir>/<case>/ct/        planning CT (axial, non-contrast; supine or prone)
                      prior_ct/  earlier CT (contrast), other frame of reference
                      mr/        T1-like MR, other orientation, other frame of reference
                      truth/     lesion/bone/canal/body masks (.nrrd), truth.json
@@ -29,7 +35,7 @@ from guideplan.core import Volume, geometry
 from guideplan.core.errors import GuideplanError
 from guideplan.samples import imaging
 from guideplan.samples.anatomy import BONE_TISSUES, CANAL_TISSUES, Tissue
-from guideplan.samples.cases import PHANTOM_NOTE, Acquisition, CaseSpec, build_cases
+from guideplan.samples.cases import PHANTOM_NOTE, POSITIONS, Acquisition, CaseSpec, build_cases
 
 ProgressFn = Callable[[float, str], None]
 
@@ -104,11 +110,12 @@ def _write_case(spec: CaseSpec, out: Path, scale: float, progress: ProgressFn | 
     for n, acq in enumerate(spec.acquisitions()):
         _report(progress, n / (steps + 1), f"{acq.folder}: rendering")
         acq = _scaled(acq, scale)
+        _check_position(acq)
         m2f = geometry.rigid_matrix(acq.rotation_deg, acq.translation_mm, lesion_c)
         anchor = lesion_c if acq.center_mm is None else np.asarray(acq.center_mm, float)
         center = geometry.apply_affine(m2f, anchor) + np.asarray(acq.center_offset_mm)
         grid = imaging.centred_grid(center, acq.direction_matrix(), acq.spacing, acq.size, m2f)
-        phantom = spec.phantom(acq.lesion_scale)
+        phantom = spec.phantom(acq.lesion_scale, prone=acq.prone)
         seed = spec.seed * 100 + n
         if acq.modality == "CT":
             first = acq.folder == "ct"
@@ -153,6 +160,19 @@ def _write_case(spec: CaseSpec, out: Path, scale: float, progress: ProgressFn | 
     return final
 
 
+def _check_position(acq: Acquisition) -> None:
+    """An axial CT's image axes must be the ones a scanner writes for its position."""
+    if acq.modality != "CT" or abs(acq.direction_matrix()[2, 2]) < 0.99:
+        return
+    expected = np.asarray(POSITIONS[acq.patient_position], dtype=float)
+    if not np.allclose(acq.direction_matrix()[:, :2], expected[:, :2], atol=1e-6):
+        raise SampleError(
+            f"{acq.folder}: axial direction {acq.direction} does not match patient "
+            f"position {acq.patient_position}.",
+            hint="Use cases.POSITIONS[position] as the direction of an axial CT.",
+        )
+
+
 def _scaled(acq: Acquisition, scale: float) -> Acquisition:
     """Same field of view, fewer voxels (test variants)."""
     if scale == 1.0:
@@ -188,7 +208,7 @@ def _write_series(
         study_date=acq.study_date,
         study_time=acq.study_time,
         accession_number=f"GP{spec.seed}{acq.series_number:02d}",
-        patient_position="HFS",
+        patient_position=acq.patient_position,
         body_part_examined=_body_part(spec),
         manufacturer="guideplan synthetic",
         transfer_syntax=JPEGLSLossless,
@@ -310,6 +330,8 @@ def _series_json(spec: CaseSpec, acq: Acquisition, grid: imaging.SeriesGrid) -> 
         "direction": _r(grid.direction, 6),
         "orientation": geometry.orientation_code(grid.direction),
         "contrast": "portal venous" if acq.contrast else "none",
+        # stated when not the default (HFS), so supine cases keep their files
+        **({"patient_position": acq.patient_position} if acq.prone else {}),
     }
 
 
@@ -432,9 +454,10 @@ def _readme(spec: CaseSpec, series: dict, measured: dict) -> str:
     for s in series.values():
         sp = " x ".join(f"{v:g}" for v in s["spacing_mm"])
         sz = " x ".join(str(v) for v in s["size_ijk"])
+        position = f", {s['patient_position']} prone" if "patient_position" in s else ""
         lines.append(
             f"| {s['folder']}/ | {s['modality']} | {s['description']} "
-            f"({s['orientation']}) | {sz} | {sp} |"
+            f"({s['orientation']}{position}) | {sz} | {sp} |"
         )
     lines += [
         "",
@@ -468,17 +491,19 @@ def _write_index(out: Path, specs: dict[str, CaseSpec]) -> None:
         "Regenerate with `guideplan sample --out DIR` "
         "(guideplan.samples.generate_samples); output is byte-for-byte reproducible.",
         "",
-        "| case | target | suggested treatment |",
-        "|---|---|---|",
+        "| case | target | planning CT position | suggested treatment |",
+        "|---|---|---|---|",
         *[
             f"| [{c.name}]({c.name}/README.md) | {c.bone} ({c.lesion.kind}) | "
+            f"{'prone' if c.ct.prone else 'supine'} ({c.ct.patient_position}) | "
             f"{c.suggested_treatment} |"
             for c in present
         ],
         "",
-        "Each case: `ct/` planning CT, `prior_ct/` earlier contrast CT and `mr/` T1-like "
-        "MR (own frames of reference, known rigid offsets), `truth/` ground truth "
-        "(never read by the application), `case.json` for the GUI.",
+        "Each case: `ct/` planning CT (patient position in the table above), `prior_ct/` "
+        "earlier contrast CT and `mr/` T1-like MR (supine diagnostic scans; own frames "
+        "of reference, known rigid offsets), `truth/` ground truth (never read by the "
+        "application), `case.json` for the GUI.",
         "",
     ]
     path.write_text("\n".join(lines), encoding="utf-8")

@@ -202,43 +202,62 @@ def correlated_noise(
 
 @dataclass(frozen=True)
 class Table(Solid):
-    """The CT couch in the scanner frame: a shallow curved slab under the patient."""
+    """The CT couch in the scanner frame: a shallow curved slab under the patient.
+
+    ``y_top`` is the surface the patient lies on. ``posterior`` (supine patient): the
+    slab extends from there toward +y (the back); otherwise (prone patient) toward -y
+    (the belly). Either way its edges curve up around the patient.
+    """
 
     y_top: float
     thickness: float = 28.0
     half_width: float = 215.0
     curve: float = 0.0006
     inset: float = 0.0
+    posterior: bool = True
 
     def bbox(self) -> BBox:
+        if not self.posterior:
+            return (
+                np.array([-self.half_width, self.y_top - self.thickness - 1.0, -1e4]),
+                np.array([self.half_width, self.y_top + 40.0, 1e4]),
+            )
         return (
             np.array([-self.half_width, self.y_top - 40.0, -1e4]),
             np.array([self.half_width, self.y_top + self.thickness + 1.0, 1e4]),
         )
 
     def inside(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
-        top = np.float32(self.y_top + self.inset) - np.float32(self.curve) * x * x
+        # depth below the patient's side of the couch: +y supine, -y prone (mirror)
+        sign = 1.0 if self.posterior else -1.0
+        depth = y if self.posterior else -y
+        top = np.float32(sign * self.y_top + self.inset) - np.float32(self.curve) * x * x
         return (
-            (y >= top)
-            & (y <= top + np.float32(self.thickness - 2 * self.inset))
+            (depth >= top)
+            & (depth <= top + np.float32(self.thickness - 2 * self.inset))
             & (np.abs(x) <= np.float32(self.half_width - self.inset))
             & (z == z)
         )
 
     def shrunk(self, t: float) -> Solid:
-        return Table(self.y_top, self.thickness, self.half_width, self.curve, self.inset + t)
+        return Table(
+            self.y_top, self.thickness, self.half_width, self.curve, self.inset + t, self.posterior
+        )
 
 
-def add_table(labels: np.ndarray, series: SeriesGrid) -> None:
-    """Paint the couch below the lowest (most posterior) body voxel, in the scanner frame."""
+def add_table(labels: np.ndarray, series: SeriesGrid, prone: bool = False) -> None:
+    """Paint the couch under the patient, in the scanner frame: below the most posterior
+    body voxel (supine) or the most anterior one (prone, lying on the belly)."""
     if abs(series.direction[1, 1]) < 0.99:
         return  # only axial series get a couch
     rows = np.nonzero(np.any(labels != Tissue.AIR, axis=(0, 2)))[0]
     if not rows.size:
         return
-    j_back = rows.max() if series.direction[1, 1] > 0 else rows.min()
-    y_back = float(series.origin[1] + series.direction[1, 1] * series.spacing[1] * j_back)
-    table = Table(y_top=y_back + 4.0)
+    # the row whose y (LPS) is largest (supine: the back) or smallest (prone: the belly)
+    toward_plus_y = series.direction[1, 1] > 0
+    j_down = rows.max() if toward_plus_y != prone else rows.min()
+    y_down = float(series.origin[1] + series.direction[1, 1] * series.spacing[1] * j_down)
+    table = Table(y_top=y_down - 4.0, posterior=False) if prone else Table(y_top=y_down + 4.0)
     fg = series.frame_grid()
     paint(labels, fg, table, int(Tissue.TABLE_SHELL), only=(Tissue.AIR,))
     paint(labels, fg, table.shrunk(2.5), int(Tissue.TABLE_CORE), only=(Tissue.TABLE_SHELL,))
@@ -262,10 +281,13 @@ def ct_image(
     seed: int,
     keep_pre_lesion: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """HU image (float32, [k, j, i]), its labels, and optionally pre-lesion labels."""
+    """HU image (float32, [k, j, i]), its labels, and optionally pre-lesion labels.
+
+    The couch goes on the side the phantom's patient lies on (``phantom.prone``).
+    """
     grid = series.model_grid()
     labels, pre = render_labels(phantom, grid, keep_pre_lesion=keep_pre_lesion)
-    add_table(labels, series)
+    add_table(labels, series, prone=phantom.prone)
     kind = phantom.lesion.kind if phantom.lesion else None
     values, textures = lut("ct_contrast" if contrast else "ct", kind)
     hu = intensities(labels, grid, values, textures)

@@ -18,6 +18,7 @@ import SimpleITK as sitk
 from guideplan.core import geometry
 from guideplan.core.errors import GuideplanError
 from guideplan.samples import CASE_NAMES, generate_samples
+from guideplan.samples.cases import build_cases
 
 
 def _read_series(folder: Path) -> sitk.Image:
@@ -71,13 +72,39 @@ def test_layout_and_compressed_dicom(coarse_cases: dict[str, Path]) -> None:
 
 
 def test_series_are_distinct_frames_of_reference(coarse_cases: dict[str, Path]) -> None:
+    specs = build_cases()
     for case in coarse_cases.values():
         uids = set()
         for sub in ("ct", "prior_ct", "mr"):
             ds = pydicom.dcmread(next((case / sub).glob("*.dcm")), stop_before_pixels=True)
             uids.add(ds.FrameOfReferenceUID)
-            assert ds.PatientPosition == "HFS"
+            expected = getattr(specs[case.name], sub).patient_position
+            assert ds.PatientPosition == expected, (case.name, sub)
+            # the spine case is planned prone; every diagnostic prior is supine
+            prone = case.name == "case01_l2_lytic_rfa_cement" and sub == "ct"
+            assert expected == ("HFP" if prone else "HFS")
         assert len(uids) == 3
+
+
+def test_prone_series_geometry_and_couch(coarse_cases: dict[str, Path]) -> None:
+    """A prone planning CT: prone image axes, truth on its grid, couch under the belly."""
+    case = coarse_cases["case01_l2_lytic_rfa_cement"]
+    ct = _read_series(case / "ct")
+    np.testing.assert_allclose(
+        np.reshape(ct.GetDirection(), (3, 3)), np.diag([-1.0, -1.0, 1.0]), atol=1e-6
+    )
+    centre = np.asarray(_truth(case)["lesion"]["center_lps"])
+    lesion = sitk.ReadImage(str(case / "truth" / "lesion.nrrd"))
+    assert lesion[lesion.TransformPhysicalPointToIndex(tuple(float(v) for v in centre))] == 1
+    hu = sitk.GetArrayFromImage(ct)
+    body = _mask(case, "body")
+    rows = np.nonzero(body.any(axis=(0, 2)))[0]
+    y = [ct.TransformIndexToPhysicalPoint((0, int(j), 0))[1] for j in range(hu.shape[1])]
+    y = np.asarray(y)
+    front, back = y[rows].min(), y[rows].max()
+    couch_rows = np.nonzero(((hu > -300) & ~body).any(axis=(0, 2)))[0]
+    assert np.any(y[couch_rows] < front - 5.0)
+    assert not np.any(y[couch_rows] > back + 5.0)
 
 
 def test_truth_masks_on_planning_grid(coarse_cases: dict[str, Path]) -> None:

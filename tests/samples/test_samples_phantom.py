@@ -82,3 +82,72 @@ def test_lesion_replaces_bone_only_near_its_host() -> None:
     assert _label_at(small, c + np.array([0, 0, 6.0])) != Tissue.LESION
     far = Phantom(Habitus(), LesionSpec("lytic", (0.0, 200.0, 0.0), (30.0, 30, 30), "body:L2"))
     assert _label_at(far, (0, 200, 0)) != Tissue.LESION  # clipped to the vertebral body
+
+
+def test_gravity_moves_gas_and_roots_when_prone() -> None:
+    """Prone: gas rises to the posterior side of the bowel, cauda equina roots sink
+    anteriorly in the dural sac; everything else stays put in LPS."""
+    supine, prone = Phantom(Habitus()), Phantom(Habitus(), prone=True)
+    l2 = supine.levels["L2"]
+    grid = imaging.centred_grid(
+        (0.0, -20.0, l2.zc), np.eye(3), (2.0, 2.0, 2.0), (150, 110, 30), np.eye(4)
+    ).model_grid()
+    a, _ = imaging.render_labels(supine, grid)
+    b, _ = imaging.render_labels(prone, grid)
+    k, j, i = np.meshgrid(*(np.arange(n) for n in grid.shape), indexing="ij")
+    y = geometry.apply_affine(grid.index_to_model, np.stack([i, j, k], -1).reshape(-1, 3))[:, 1]
+    y = y.reshape(grid.shape)
+    assert (a == Tissue.GAS).sum() > 100 and (b == Tissue.GAS).sum() > 100
+    gravity = (Tissue.GAS, Tissue.BOWEL_FLUID, Tissue.FECES, Tissue.NERVE, Tissue.CSF)
+    same = ~np.isin(a, gravity) | ~np.isin(b, gravity)
+    np.testing.assert_array_equal(a[same], b[same])
+    # one horizontal bowel loop (along z at y = 0): the gas lies above the fluid level
+    for is_prone in (False, True):
+        ph = Phantom(Habitus(), prone=is_prone)
+        ph.ops = []
+        ph._tube(
+            [(0, 0, -20), (0, 0, 20)],
+            12.0,
+            Tissue.BOWEL_FLUID,
+            0.3,
+            Ellipsoid(np.zeros(3), np.full(3, 100.0)),
+        )
+        loop = imaging.centred_grid((0, 0, 0), np.eye(3), (1, 1, 4), (30, 30, 5), np.eye(4))
+        lab, _ = imaging.render_labels(ph, loop.model_grid())
+        gas_j = np.nonzero(lab == Tissue.GAS)[1]  # j grows toward posterior (+y)
+        fluid_j = np.nonzero(lab == Tissue.BOWEL_FLUID)[1]
+        assert gas_j.size > 20 and fluid_j.size > gas_j.size
+        if is_prone:
+            assert gas_j.min() > fluid_j.max()
+        else:
+            assert gas_j.max() < fluid_j.min()
+    # the roots at L2: posterior of the sac's centre supine, anterior prone
+    c = (0.0, l2.canal_cy, l2.zc)
+    roots = imaging.centred_grid(c, np.eye(3), (0.5, 0.5, 1.0), (40, 40, 3), np.eye(4))
+    ra, _ = imaging.render_labels(supine, roots.model_grid())
+    rb, _ = imaging.render_labels(prone, roots.model_grid())
+    ja = np.nonzero(ra == Tissue.NERVE)[1].mean()
+    jb = np.nonzero(rb == Tissue.NERVE)[1].mean()
+    assert ja > 20 > jb  # j grows toward posterior (+y)
+
+
+def test_couch_under_the_patient_supine_and_prone() -> None:
+    ph = Phantom(Habitus())
+    for direction, prone in ((np.eye(3), False), (np.diag([-1.0, -1.0, 1.0]), True)):
+        series = imaging.centred_grid((0, 10, 0), direction, (2, 2, 4), (180, 150, 3), np.eye(4))
+        labels, _ = imaging.render_labels(ph, series.model_grid())
+        imaging.add_table(labels, series, prone=prone)
+        fg = series.frame_grid()
+        k, j, i = np.meshgrid(*(np.arange(n) for n in fg.shape), indexing="ij")
+        pts = geometry.apply_affine(fg.index_to_model, np.stack([i, j, k], -1).reshape(-1, 3))
+        x, y = (pts[:, c].reshape(fg.shape) for c in (0, 1))
+        couch = np.isin(labels, (Tissue.TABLE_SHELL, Tissue.TABLE_CORE))
+        body = imaging.body_mask(labels)
+        assert couch.sum() > 100
+        mid = np.abs(x) < 60  # the couch's edges curve up beside the patient
+        if prone:
+            assert y[couch & mid].max() < y[body].min()
+            assert y[couch].min() < y[body].min() - 20
+        else:
+            assert y[couch & mid].min() > y[body].max()
+            assert y[couch].max() > y[body].max() + 20

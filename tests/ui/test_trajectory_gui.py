@@ -162,8 +162,9 @@ def _click_3d(window, lps) -> None:
 
 
 def test_entry_picked_on_the_skin_in_3d(window, qtbot):
-    """Looking at the patient's back in 3D, a click puts the entry on the back's skin
-    (not on the CT table below the supine patient), straight along the line of sight."""
+    """Looking at the patient's back in 3D, a click puts the entry on the back's skin,
+    straight along the line of sight; looking at the belly, the click lands on the belly's
+    skin, not on the CT table the prone patient (case01, HFP) lies on."""
     import json
 
     from guideplan.io import load_series
@@ -193,7 +194,25 @@ def test_entry_picked_on_the_skin_in_3d(window, qtbot):
     inside = body.array[tuple(body.physical_to_nearest_index(hit + [0, -2.0, 0])[::-1])]
     outside = body.array[tuple(body.physical_to_nearest_index(hit + [0, 2.0, 0])[::-1])]
     assert inside and not outside, "the picked point is not on the back's skin"
-    assert ct.value_at(hit + [0, 3.0, 0]) < -500  # air behind it, not the table
+    assert ct.value_at(hit + [0, 3.0, 0]) < -500  # air behind it
+
+    # From the front the table comes first along the line of sight: skipped, the belly's
+    # skin is the hit.
+    camera.SetPosition(*(target - [0.0, 700.0, 0.0]))
+    window.view3d.view3d.renderer.ResetCameraClippingRange()
+    window.renders.flush()
+    _click_3d(window, target)
+    front = window.cursor.copy()
+    np.testing.assert_allclose(front[[0, 2]], target[[0, 2]], atol=1.0)
+    inside = body.array[tuple(body.physical_to_nearest_index(front + [0, 2.0, 0])[::-1])]
+    outside = body.array[tuple(body.physical_to_nearest_index(front + [0, -2.0, 0])[::-1])]
+    assert inside and not outside, "the picked point is not on the belly's skin"
+    assert ct.value_at(front + [0, -3.0, 0]) < -500  # air between the belly and the table
+    table = [ct.value_at(front - [0.0, d, 0.0]) for d in range(4, 30)]
+    assert max(v for v in table if v is not None) > 0, "no table in front of the belly"
+    camera.SetPosition(*(target + [0.0, 700.0, 0.0]))  # behind the patient again
+    window.view3d.view3d.renderer.ResetCameraClippingRange()
+    window.renders.flush()
 
     # Trajectory tool: target in the axial view, then the entry on the skin in 3D.
     window.set_tool("trajectory")
@@ -210,3 +229,48 @@ def test_entry_picked_on_the_skin_in_3d(window, qtbot):
     off_line = (entry - eye) - ((entry - eye) @ sight) * sight
     assert np.linalg.norm(off_line) < 1.5  # on the line of sight (within a pixel)
     window.scene.history.mark_clean()
+
+
+def test_suggestions_default_to_the_back_of_a_prone_planning_ct(window, qtbot):
+    """case01's planning CT is prone (HFP): with the panel's default position ('from the
+    images'), the suggested entry is on the posterior skin."""
+    import json
+
+    phantom = window.planning
+    window.open_path(CASE01, pick_planning=True)
+    qtbot.waitUntil(
+        lambda: (
+            window.planning is not phantom
+            and getattr(window.path_ctx, "volume", None) is window.planning.volume
+        ),
+        timeout=60000,
+    )
+    assert window.planning.volume.meta["patient_position"] == "HFP"
+    assert window.trajectory_panel.position.currentData() in (None, "")  # from the images
+    truth = json.loads((CASE01 / "truth" / "truth.json").read_text())
+    target = np.array(truth["lesion"]["center_lps"], dtype=float)
+    start = target + [0.0, -60.0, 0.0]  # an anterior first guess
+    window._add_trajectory(tuple(start), tuple(target))
+    (node,) = window.scene.nodes_of(TrajectoryNode)
+    window.suggest_entries()
+    qtbot.waitUntil(lambda: not np.allclose(node.entry, start), timeout=120000)
+    entry = np.asarray(node.entry)
+    assert entry[1] > target[1] + 30, entry  # through the back
+    window.scene.history.mark_clean()
+
+
+def test_rename_and_recolour_a_needle_undoably(window, qtbot):
+    window._add_trajectory(window.cursor + [-30.0, 50.0, 0.0], window.cursor + [0.0, 10.0, 0.0])
+    (node,) = window.scene.nodes_of(TrajectoryNode)
+    item = window.trajectory_panel.list.item(0)
+    item.setText("Left transpedicular")  # what the list's editor does on double-click
+    assert node.name == "Left transpedicular"
+    assert window.trajectory_panel.list.item(0).text() == "Left transpedicular"
+    window.set_trajectory_colour(node.id, (1.0, 0.0, 1.0))
+    assert tuple(node.display.color) == (1.0, 0.0, 1.0)
+    swatch = window.trajectory_panel.list.item(0).icon().pixmap(12, 12).toImage()
+    colour = swatch.pixelColor(6, 6)
+    assert (colour.red(), colour.green(), colour.blue()) == (255, 0, 255)
+    window.act_undo.trigger()
+    window.act_undo.trigger()
+    assert node.name == "Needle 1" and tuple(node.display.color) != (1.0, 0.0, 1.0)
