@@ -19,7 +19,13 @@ from guideplan.core.errors import GuideplanError
 
 #: Options whose value is an LPS point: "-4,44,1" must not be taken for an option.
 POINT_OPTIONS = (
-    "--slice-lps", "--target", "--entry", "--seed", "--mask-lps", "--range", "--extra-path"
+    "--slice-lps",
+    "--target",
+    "--entry",
+    "--seed",
+    "--mask-lps",
+    "--range",
+    "--extra-path",
 )
 
 PLAN_TREATMENT_HELP = """\
@@ -151,28 +157,47 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--catalog", action="append", default=[], help="extra device catalog JSON")
     p.add_argument("--json", action="store_true")
     z = p.add_argument_group("treatment zones (estimates)")
-    z.add_argument("--zone-device", metavar="ID",
-                   help="ablation device (RF probe, microwave antenna, cryoprobe, ethanol "
-                   "needle) whose tip is at --target")
+    z.add_argument(
+        "--zone-device",
+        metavar="ID",
+        help="ablation device (RF probe, microwave antenna, cryoprobe, ethanol "
+        "needle) whose tip is at --target",
+    )
     z.add_argument("--power-w", type=float, metavar="P", help="microwave power (W)")
     z.add_argument("--time-s", type=float, metavar="T", help="RF / microwave time (s)")
     z.add_argument("--freeze-s", type=float, metavar="T", help="cryoablation freeze time (s)")
-    z.add_argument("--cement-ml", type=float, metavar="V",
-                   help="cement volume (mL) injected at the tip(s)")
+    z.add_argument(
+        "--cement-ml", type=float, metavar="V", help="cement volume (mL) injected at the tip(s)"
+    )
     z.add_argument("--cement-device", metavar="ID", help="cement trocar (default: an 11 G one)")
     z.add_argument("--ethanol-ml", type=float, metavar="V", help="ethanol volume (mL)")
     z.add_argument("--lesion", metavar="MASK", help="lesion mask (.nrrd, .nii.gz, .mha)")
-    z.add_argument("--margin-mm", type=float, metavar="M",
-                   help="ablative margin setting (default 5 mm)")
-    z.add_argument("--clip-cortex", action="store_true",
-                   help="clip thermal zones at thick cortical bone (estimate)")
-    z.add_argument("--extra-path", action="append", default=[], metavar="ENTRY:TARGET",
-                   help="another needle 'x,y,z:x,y,z' (more cryoprobes, a second trocar, "
-                   "another probe of the zone device); repeatable")
-    z.add_argument("--level", help="vertebral level of the lesion (e.g. L2): cord above the "
-                   "conus, cauda equina below (default: from the case or found automatically)")
-    z.add_argument("--case", metavar="CASE",
-                   help="a saved guideplan case: every trajectory and zone of it is evaluated")
+    z.add_argument(
+        "--margin-mm", type=float, metavar="M", help="ablative margin setting (default 5 mm)"
+    )
+    z.add_argument(
+        "--clip-cortex",
+        action="store_true",
+        help="clip thermal zones at thick cortical bone (estimate)",
+    )
+    z.add_argument(
+        "--extra-path",
+        action="append",
+        default=[],
+        metavar="ENTRY:TARGET",
+        help="another needle 'x,y,z:x,y,z' (more cryoprobes, a second trocar, "
+        "another probe of the zone device); repeatable",
+    )
+    z.add_argument(
+        "--level",
+        help="vertebral level of the lesion (e.g. L2): cord above the "
+        "conus, cauda equina below (default: from the case or found automatically)",
+    )
+    z.add_argument(
+        "--case",
+        metavar="CASE",
+        help="a saved guideplan case: every trajectory and zone of it is evaluated",
+    )
     p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser(
@@ -185,7 +210,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("series")
     p.add_argument("--target", required=True, help="x,y,z LPS mm")
-    p.add_argument("--position", choices=["prone", "supine", "left-up", "right-up"])
+    p.add_argument(
+        "--position",
+        choices=["prone", "supine", "left-up", "right-up", "any"],
+        help="the patient's position on the table: which skin is reachable (default: the "
+        "series' PatientPosition; 'any' allows all skin)",
+    )
     p.add_argument("--top", type=int, default=5)
     p.add_argument("--device", help="device id (default: an 18 G needle)")
     p.add_argument("--labels", help="folder of structure masks or one label map")
@@ -247,8 +277,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="planning CT: DICOM folder, sample case folder or .gplan case")
     p.add_argument("--seed", required=True, help="x,y,z: LPS point (mm) inside the lesion")
     p.add_argument("--range", help="lo,hi: growing range (HU) instead of the estimated one")
-    p.add_argument("--extension-mm", type=float,
-                   help="soft-tissue extension allowed through a cortical breach (mm)")
+    p.add_argument(
+        "--extension-mm",
+        type=float,
+        help="soft-tissue extension allowed through a cortical breach (mm)",
+    )
     p.add_argument("--out", help="write the mask (.nrrd, .nii.gz) or a DICOM SEG (.dcm)")
     p.add_argument("--series", help="SeriesInstanceUID (default: the planning CT)")
     p.add_argument("--json", action="store_true")
@@ -451,9 +484,7 @@ def _planning_context(args: argparse.Namespace, inputs=None):
 
 
 def _wants_treatment(args: argparse.Namespace) -> bool:
-    return any(
-        v is not None for v in (args.zone_device, args.cement_ml, args.ethanol_ml)
-    )
+    return any(v is not None for v in (args.zone_device, args.cement_ml, args.ethanol_ml))
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -526,8 +557,9 @@ def _default_of_kind(args: argparse.Namespace, kind: str) -> str:
 
     found = load_catalog(*args.catalog).of_kind(kind)
     if not found:
-        raise CatalogError(f"The catalog has no {kind.replace('_', ' ')}.",
-                           hint="Add one with --catalog.")
+        raise CatalogError(
+            f"The catalog has no {kind.replace('_', ' ')}.", hint="Add one with --catalog."
+        )
     return found[0].id
 
 
@@ -566,13 +598,15 @@ def _plan_treatment(args, inputs, path_ctx, lesion_only, entry, target) -> dict:
     if lesion_only is not None:
         masks["lesion"] = lesion_only
     ctx = TreatmentContext.from_masks(
-        volume, masks, roi_lps=tips, level=args.level or level, host=host,
+        volume,
+        masks,
+        roi_lps=tips,
+        level=args.level or level,
+        host=host,
         margin_mm=args.margin_mm,
     )
     if named is None:  # automatic structures (the canal) plus the skin found from the CT
-        ctx.structures = list(path_ctx.structures) + [
-            f for f in ctx.structures if f.name == "skin"
-        ]
+        ctx.structures = list(path_ctx.structures) + [f for f in ctx.structures if f.name == "skin"]
     zones = []
     zone_id = args.zone_device
     if zone_id is None and args.ethanol_ml is not None:
@@ -583,19 +617,28 @@ def _plan_treatment(args, inputs, path_ctx, lesion_only, entry, target) -> dict:
         for group in groups:
             zones.append(
                 ablation_zone(
-                    ctx, device, group, power_w=args.power_w, time_s=args.time_s,
-                    freeze_s=args.freeze_s, ethanol_ml=args.ethanol_ml,
+                    ctx,
+                    device,
+                    group,
+                    power_w=args.power_w,
+                    time_s=args.time_s,
+                    freeze_s=args.freeze_s,
+                    ethanol_ml=args.ethanol_ml,
                     clip_cortex=args.clip_cortex,
                 )
             )
     cement = None
     if args.cement_ml is not None:
         trocar = args.cement_device or (
-            args.device if args.device and catalog.get(args.device).kind == "cement_trocar"
+            args.device
+            if args.device and catalog.get(args.device).kind == "cement_trocar"
             else _default_of_kind(args, "cement_trocar")
         )
         cement = predict_cement(
-            ctx, tips, args.cement_ml, entries_lps=np.array([e for e, _ in needles]),
+            ctx,
+            tips,
+            args.cement_ml,
+            entries_lps=np.array([e for e, _ in needles]),
             device_id=trocar,
         )
     evaluation = evaluate_plan(ctx, zones, cement)
@@ -607,8 +650,8 @@ def _plan_treatment(args, inputs, path_ctx, lesion_only, entry, target) -> dict:
 def _parse_path(text: str):
     if ":" not in text:
         raise GuideplanError(
-            f"{text!r} is not a needle path.", hint="Give --extra-path ENTRY:TARGET, e.g. "
-            "--extra-path -40,110,1:-2,40,1."
+            f"{text!r} is not a needle path.",
+            hint="Give --extra-path ENTRY:TARGET, e.g. --extra-path -40,110,1:-2,40,1.",
         )
     a, b = text.split(":", 1)
     return _parse_point(a), _parse_point(b)
@@ -619,23 +662,41 @@ def _print_treatment(doc: dict) -> None:
     for zone in doc["zones"]:
         fig = zone["figures"]
         dims = zone.get("dimensions") or {}
-        size = (f"{dims['length_mm']:.0f} x {dims['width_mm']:.0f} mm, "
-                if dims.get("length_mm") else "")
-        cover = "" if fig["coverage_pct"] is None else (
-            f", lesion coverage {fig['coverage_pct']:.1f} %, min margin "
-            f"{fig['min_margin_mm']:+.1f} mm")
-        print(f"  {zone['model']} ({zone['device'] or 'cement'}): {size}"
-              f"{zone['volume_ml']:.2f} mL at {zone['center_lps']}{cover}")
+        size = (
+            f"{dims['length_mm']:.0f} x {dims['width_mm']:.0f} mm, "
+            if dims.get("length_mm")
+            else ""
+        )
+        cover = (
+            ""
+            if fig["coverage_pct"] is None
+            else (
+                f", lesion coverage {fig['coverage_pct']:.1f} %, min margin "
+                f"{fig['min_margin_mm']:+.1f} mm"
+            )
+        )
+        print(
+            f"  {zone['model']} ({zone['device'] or 'cement'}): {size}"
+            f"{zone['volume_ml']:.2f} mL at {zone['center_lps']}{cover}"
+        )
         for d in fig["distances"]:
             at_least = ">= " if d.get("lower_bound") else ""
-            print(f"    {d['structure']}: {at_least}{d['distance_mm']:.1f} mm from the edge "
-                  f"(safety {d['threshold_mm']:g} mm)")
+            print(
+                f"    {d['structure']}: {at_least}{d['distance_mm']:.1f} mm from the edge "
+                f"(safety {d['threshold_mm']:g} mm)"
+            )
     fill = (doc.get("cement") or {}).get("fill")
     if fill:
         body = fill["vertebral_body_fill_pct"]
-        print(f"  cement {fill['placed_ml']:.2f} mL"
-              + ("" if body is None else f", {body:.1f} % of the vertebral body "
-                 f"(strength {fill['strength_target_pct']:g} %)"))
+        print(
+            f"  cement {fill['placed_ml']:.2f} mL"
+            + (
+                ""
+                if body is None
+                else f", {body:.1f} % of the vertebral body "
+                f"(strength {fill['strength_target_pct']:g} %)"
+            )
+        )
     for w in doc["warnings"]:
         print(f"  [{w['severity']}] {w['code']}: {w['message']}")
     print(f"  {doc['estimate_statement']}")
@@ -676,8 +737,10 @@ def _plan_case(args: argparse.Namespace) -> int:
             print(f"{t['name'] or t['id']}: {t['error']}")
             continue
         path = t["path"]
-        print(f"{t['name'] or t['id']} ({t['device_id'] or 'needle'}): {path['length_mm']} mm, "
-              f"{len(path['warnings'])} path warning(s)")
+        print(
+            f"{t['name'] or t['id']} ({t['device_id'] or 'needle'}): {path['length_mm']} mm, "
+            f"{len(path['warnings'])} path warning(s)"
+        )
     for o in doc["zones"]:
         if "error" in o:
             print(f"zone {o['name'] or o['node_id']}: {o['error']}")
@@ -691,14 +754,18 @@ def _plan_case(args: argparse.Namespace) -> int:
 def _cmd_suggest(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from guideplan.planning.suggest import suggest_entries
+    from guideplan.planning.suggest import position_from_dicom, suggest_entries
 
     ctx, device, source = _planning_context(args)
-    result = suggest_entries(ctx, _parse_point(args.target), device, position=args.position)
+    if args.position is None:
+        position = position_from_dicom(ctx.volume.meta.get("patient_position", ""))
+    else:
+        position = None if args.position == "any" else args.position
+    result = suggest_entries(ctx, _parse_point(args.target), device, position=position)
     ranked = result.ranked
     doc = {
         "target_lps": [float(v) for v in result.target],
-        "position": args.position,
+        "position": position or "any",
         "device": device.id,
         "structures_source": source,
         "evaluated": len(result.candidates),
@@ -790,8 +857,9 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     if args.extension_mm is not None:
         overrides["soft_tissue_extension_mm"] = args.extension_mm
     start = time.perf_counter()
-    result = grow_lesion(volume, seed, GrowParams.from_resources(**overrides),
-                         grow_range=grow_range)  # type: ignore[arg-type]
+    result = grow_lesion(
+        volume, seed, GrowParams.from_resources(**overrides), grow_range=grow_range
+    )  # type: ignore[arg-type]
     grow_s = time.perf_counter() - start
     if result.n_voxels == 0:
         raise GuideplanError(
@@ -801,15 +869,17 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     mask = result.full_mask(volume.array.shape)
     metrics = lesion_metrics(volume, mask)
     doc = metrics.to_json()
-    doc.update({
-        "seed_lps": [float(v) for v in seed],
-        "grow_range": [round(v, 1) for v in result.grow_range],
-        "boundary_range": [round(v, 1) for v in result.boundary_range],
-        "mode": result.mode,
-        "grow_s": round(grow_s, 3),
-        "notes": result.notes + doc["notes"],
-        "out": None,
-    })
+    doc.update(
+        {
+            "seed_lps": [float(v) for v in seed],
+            "grow_range": [round(v, 1) for v in result.grow_range],
+            "boundary_range": [round(v, 1) for v in result.boundary_range],
+            "mode": result.mode,
+            "grow_s": round(grow_s, 3),
+            "notes": result.notes + doc["notes"],
+            "out": None,
+        }
+    )
     if args.out:
         labels = mask.astype(np.uint8)
         out = Path(args.out)
@@ -824,10 +894,14 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     d1, d2, d3 = doc["diameters_mm"]
     hu = doc["hu"]
     print(f"lesion: {doc['volume_ml']:.2f} mL, {d1} x {d2} x {d3} mm, {doc['type']}")
-    print(f"HU mean {hu['mean']}, min {hu['min']}, max {hu['max']} "
-          f"(bone around: {doc['bone_reference_hu']})")
-    print(f"cortical breach: {'yes' if doc['cortical_breach'] else 'no'}; posterior wall: "
-          f"{ {True: 'involved', False: 'intact', None: 'n/a'}[doc['posterior_wall']] }")
+    print(
+        f"HU mean {hu['mean']}, min {hu['min']}, max {hu['max']} "
+        f"(bone around: {doc['bone_reference_hu']})"
+    )
+    print(
+        f"cortical breach: {'yes' if doc['cortical_breach'] else 'no'}; posterior wall: "
+        f"{ {True: 'involved', False: 'intact', None: 'n/a'}[doc['posterior_wall']] }"
+    )
     for note in doc["notes"]:
         print(f"note: {note}")
     if doc["out"]:
@@ -854,8 +928,10 @@ def _cmd_anatomy(args: argparse.Namespace) -> int:
         "skin": result.skin,
         "vertebrae": result.vertebrae.labels,  # 1..n, cranial first (see anatomy.json)
     }
-    written = {name: str(write_labelmap(out / f"{name}.nrrd", np.asarray(a, dtype=np.uint8),
-                                        volume)) for name, a in files.items()}
+    written = {
+        name: str(write_labelmap(out / f"{name}.nrrd", np.asarray(a, dtype=np.uint8), volume))
+        for name, a in files.items()
+    }
     doc = result.summary(volume.spacing)
     doc["files"] = written
     doc["bone_labels"] = {"cortical": CORTICAL, "trabecular": CORTICAL + 1}
@@ -864,10 +940,14 @@ def _cmd_anatomy(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
-    print(f"bone {doc['bone_ml']} mL (cortical {doc['cortical_ml']} mL), canal "
-          f"{doc['canal_ml']} mL, body {doc['body_ml']} mL")
-    names = ", ".join(v["name"] + (" (partial)" if v["partial"] else "")
-                      for v in doc["vertebrae"]) or "none"
+    print(
+        f"bone {doc['bone_ml']} mL (cortical {doc['cortical_ml']} mL), canal "
+        f"{doc['canal_ml']} mL, body {doc['body_ml']} mL"
+    )
+    names = (
+        ", ".join(v["name"] + (" (partial)" if v["partial"] else "") for v in doc["vertebrae"])
+        or "none"
+    )
     print(f"vertebral bodies: {names}")
     print(f"levels: {doc['levels_how']}")
     print(f"wrote {len(written)} masks to {out}")

@@ -34,6 +34,21 @@ POSITIONS = {
 }
 
 
+def position_from_dicom(patient_position: str) -> str | None:
+    """DICOM PatientPosition (HFS, FFP, HFDL ...) -> the reachable skin (a POSITIONS
+    key), or None when the code says nothing usable."""
+    code = (patient_position or "").strip().upper()
+    if code.endswith("DL"):
+        return "right-up"  # lying on the left side: the right side is up
+    if code.endswith("DR"):
+        return "left-up"
+    if code.endswith("P"):
+        return "prone"
+    if code.endswith("S"):
+        return "supine"
+    return None
+
+
 @dataclass(eq=False)  # identity: it holds arrays
 class Candidate:
     entry: np.ndarray

@@ -14,6 +14,7 @@ from guideplan.model.commands import AddNode, SetField
 from guideplan.model.nodes import TrajectoryNode
 from guideplan.model.treatment import delete_trajectory_command
 from guideplan.planning.path_analysis import PathContext, analyze_path
+from guideplan.planning.suggest import position_from_dicom
 from guideplan.ui.views import SliceWidget
 from guideplan.ui.workers import run_task
 
@@ -241,7 +242,9 @@ class TrajectoryActions:
         if chosen == "any":
             position = None
         else:
-            position = chosen or _position_of(self.planning.volume.meta.get("patient_position", ""))
+            position = chosen or position_from_dicom(
+                self.planning.volume.meta.get("patient_position", "")
+            )
         device = (
             self.catalog.get(node.device_id)
             if node.device_id in self.catalog
@@ -356,17 +359,3 @@ def needle_view_axes(entry: np.ndarray, target: np.ndarray) -> dict[str, tuple]:
     u1 /= np.linalg.norm(u1)
     u2 = np.cross(d, u1)
     return {"axial": (u1, -d), "coronal": (u2, -d), "sagittal": (u1, u2)}
-
-
-def _position_of(patient_position: str) -> str | None:
-    """DICOM PatientPosition -> the reachable skin for suggestions."""
-    code = patient_position.upper()
-    if code.endswith("P"):
-        return "prone"
-    if code.endswith("S"):
-        return "supine"
-    if code.endswith("DL"):
-        return "right-up"  # lying on the left side: the right side is up
-    if code.endswith("DR"):
-        return "left-up"
-    return None

@@ -160,6 +160,23 @@ def test_cli_plan_and_suggest_json():
     assert out["suggestions"][0]["score"] >= out["suggestions"][1]["score"]
 
 
+@pytest.mark.parametrize(("option", "expected"), [([], "prone"), (["--position", "any"], "any")])
+def test_cli_suggest_takes_the_position_from_the_images(option, expected):
+    """The lumbar sample's planning CT is prone (HFP): by default only the back is
+    reachable, as in the window; --position any lifts that."""
+    args = [str(LUMBAR), "--target", "-4,44,1", "--labels", str(LUMBAR / "truth"), "--json"]
+    run = subprocess.run(
+        [sys.executable, "-m", "guideplan.cli", "suggest", *args, *option],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out = json.loads(run.stdout)
+    assert out["position"] == expected
+    if expected == "prone":
+        assert all(s["entry_lps"][1] > 44.0 for s in out["suggestions"])
+
+
 CASE_EXPECTATIONS = {
     # case: (position, what a radiologist would accept)
     "case01_l2_lytic_rfa_cement": ("prone", "vertebral"),
