@@ -37,8 +37,10 @@ from guideplan.planning.zones import ablation_zone, thermal_zone  # noqa: E402
 SAMPLES = ROOT / "sample_data"
 #: case -> (zone devices, approach direction of the probe (entry -> tip), LPS)
 CASES = {
-    "case01_l2_lytic_rfa_cement": (["rf-cooltip-17g-3cm", "mw-antenna-14g", "cryo-17g-rod"],
-                                   (0.52, -0.853, 0.0)),
+    "case01_l2_lytic_rfa_cement": (
+        ["rf-cooltip-17g-3cm", "mw-antenna-14g", "cryo-17g-rod"],
+        (0.52, -0.853, 0.0),
+    ),
     "case02_iliac_cryo_skin": (["cryo-17g-rod", "rf-cooltip-17g-3cm"], (-1.0, 0.0, 0.0)),
     "case03_t10_blastic": (["rf-bone-16g-10mm", "cryo-17g-rod"], (-0.52, -0.853, 0.0)),
 }
@@ -63,8 +65,9 @@ def bench_case(name: str) -> dict:
     }
     info = json.loads((folder / "case.json").read_text(encoding="utf-8"))["target"]
     t0 = time.perf_counter()
-    ctx = TreatmentContext.from_masks(volume, masks, level=info.get("vertebral_level"),
-                                      host=info.get("bone"))
+    ctx = TreatmentContext.from_masks(
+        volume, masks, level=info.get("vertebral_level"), host=info.get("bone")
+    )
     facts = ctx.lesion_facts()
     ctx.margin_region()
     context_s = time.perf_counter() - t0
@@ -72,8 +75,13 @@ def bench_case(name: str) -> dict:
     devices, approach = CASES[name]
     u = np.asarray(approach, dtype=float)
     u /= np.linalg.norm(u)
-    out = {"case": name, "grid": list(volume.array.shape), "spacing_mm": list(volume.spacing),
-           "context_s": round(context_s, 2), "zone_and_evaluation_ms": {}}
+    out = {
+        "case": name,
+        "grid": list(volume.array.shape),
+        "spacing_mm": list(volume.spacing),
+        "context_s": round(context_s, 2),
+        "zone_and_evaluation_ms": {},
+    }
     for dev_id in devices:
         dev = catalog.get(dev_id)
         offset = dev.data["zone"]["rows"][-1].get("center_offset_mm", 0.0)
@@ -127,18 +135,29 @@ def accuracy() -> dict:
             z = thermal_zone(vol, chart_device(2 * a, 2 * b, a), (0, 0, -70), (0, 0, a))
             expected = 100 * spheroid_sphere_intersection(a, b, 10.0) / ball
             got = zone_figures(ctx, z).coverage_pct
-            rows.append({"case": f"prolate {a}x{b} in sphere r10", "spacing_mm": spacing,
-                         "coverage_pct": round(got, 2), "analytic_pct": round(expected, 2),
-                         "relative_error_pct": round(100 * (got - expected) / expected, 2)})
+            rows.append(
+                {
+                    "case": f"prolate {a}x{b} in sphere r10",
+                    "spacing_mm": spacing,
+                    "coverage_pct": round(got, 2),
+                    "analytic_pct": round(expected, 2),
+                    "relative_error_pct": round(100 * (got - expected) / expected, 2),
+                }
+            )
         z = thermal_zone(vol, chart_device(24, 24, 12), (7, -70, 0), (7, 12, 0))
         expected = 100 * lens_volume(10, 12, 7) / ball
         fig = zone_figures(ctx, z)
-        rows.append({"case": "sphere r12 offset 7 mm", "spacing_mm": spacing,
-                     "coverage_pct": round(fig.coverage_pct, 2),
-                     "analytic_pct": round(expected, 2),
-                     "relative_error_pct": round(100 * (fig.coverage_pct - expected) / expected,
-                                                 2),
-                     "min_margin_mm": round(fig.min_margin_mm, 2), "analytic_margin_mm": -5.0})
+        rows.append(
+            {
+                "case": "sphere r12 offset 7 mm",
+                "spacing_mm": spacing,
+                "coverage_pct": round(fig.coverage_pct, 2),
+                "analytic_pct": round(expected, 2),
+                "relative_error_pct": round(100 * (fig.coverage_pct - expected) / expected, 2),
+                "min_margin_mm": round(fig.min_margin_mm, 2),
+                "analytic_margin_mm": -5.0,
+            }
+        )
     return {"coverage": rows}
 
 
@@ -201,34 +220,49 @@ def bench_gui_follow(steps: int = 40, interval_s: float = 1 / 30) -> dict:
 
 
 def main() -> None:
-    results = {"cases": [bench_case(name) for name in CASES if (SAMPLES / name).is_dir()],
-               "accuracy": accuracy()}
+    results = {
+        "cases": [bench_case(name) for name in CASES if (SAMPLES / name).is_dir()],
+        "accuracy": accuracy(),
+    }
     if "--gui" in sys.argv:
         results["gui_follow"] = bench_gui_follow()
     if "--json" in sys.argv:
         print(json.dumps(results, indent=2))
         return
     for case in results["cases"]:
-        print(f"{case['case']} {case['grid']} @ {case['spacing_mm']} mm "
-              f"(context {case['context_s']} s)")
+        print(
+            f"{case['case']} {case['grid']} @ {case['spacing_mm']} mm "
+            f"(context {case['context_s']} s)"
+        )
         for dev, r in case["zone_and_evaluation_ms"].items():
-            print(f"  zone + evaluation {dev:22s} {r['median_ms']:7.1f} ms  "
-                  f"({r['zone_ml']} mL, coverage {r['coverage_pct']} %)")
+            print(
+                f"  zone + evaluation {dev:22s} {r['median_ms']:7.1f} ms  "
+                f"({r['zone_ml']} mL, coverage {r['coverage_pct']} %)"
+            )
         c = case["cement_5ml"]
-        print(f"  cement 5 mL {c['median_ms']:7.1f} ms  placed {c['placed_ml']} mL "
-              f"({c['volume_error_pct']:+.2f} %), leaks {c['leaks']}")
+        print(
+            f"  cement 5 mL {c['median_ms']:7.1f} ms  placed {c['placed_ml']} mL "
+            f"({c['volume_error_pct']:+.2f} %), leaks {c['leaks']}"
+        )
     if "gui_follow" in results:
         g = results["gui_follow"]
-        print(f"in the window, needle dragged 1 mm per event at 30 events/s for {g['drag_s']} s: "
-              f"the zone followed {g['updates_during_drag']} times (every "
-              f"{g['update_interval_ms_median']} ms); per update: context "
-              f"{g['context_ms_median']} ms (reused), zone + evaluation "
-              f"{g['evaluate_ms_median']} ms, 2D/3D display data {g['display_ms_median']} ms")
+        print(
+            f"in the window, needle dragged 1 mm per event at 30 events/s for {g['drag_s']} s: "
+            f"the zone followed {g['updates_during_drag']} times (every "
+            f"{g['update_interval_ms_median']} ms); per update: context "
+            f"{g['context_ms_median']} ms (reused), zone + evaluation "
+            f"{g['evaluate_ms_median']} ms, 2D/3D display data {g['display_ms_median']} ms"
+        )
     for row in results["accuracy"]["coverage"]:
-        print(f"  {row['case']:30s} @ {row['spacing_mm']} mm: {row['coverage_pct']} % vs "
-              f"{row['analytic_pct']} % ({row['relative_error_pct']:+.2f} %)"
-              + (f", min margin {row['min_margin_mm']} vs {row['analytic_margin_mm']} mm"
-                 if "min_margin_mm" in row else ""))
+        print(
+            f"  {row['case']:30s} @ {row['spacing_mm']} mm: {row['coverage_pct']} % vs "
+            f"{row['analytic_pct']} % ({row['relative_error_pct']:+.2f} %)"
+            + (
+                f", min margin {row['min_margin_mm']} vs {row['analytic_margin_mm']} mm"
+                if "min_margin_mm" in row
+                else ""
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -418,8 +418,10 @@ def _parse_entries(data: Mapping[str, Any], source: str) -> list[LabelDef]:
                     kind=kind,
                     safety_key=item.get("safety_key"),
                     description=str(item.get("description", "")),
-                    dicom={k: tuple(str(x) for x in v)  # type: ignore[misc]
-                           for k, v in item.get("dicom", {}).items()},
+                    dicom={
+                        k: tuple(str(x) for x in v)  # type: ignore[misc]
+                        for k, v in item.get("dicom", {}).items()
+                    },
                 )
             )
         except (KeyError, TypeError, ValueError):

@@ -37,10 +37,10 @@ class SegmentationFileError(GuideplanError):
 
 _TRACKING_PREFIX = "guideplan-label-"
 _GENERIC = ("91723000", "SCT", "Anatomical Structure")
-_LESION = (("49755003", "SCT", "Morphologically Abnormal Structure"),
-           ("52988006", "SCT", "Lesion"))
+_LESION = (("49755003", "SCT", "Morphologically Abnormal Structure"), ("52988006", "SCT", "Lesion"))
 _ALGORITHM = hd.AlgorithmIdentificationSequence(
-    name="guideplan", version=str(_version), family=Code("123109", "DCM", "Manual Processing"))
+    name="guideplan", version=str(_version), family=Code("123109", "DCM", "Manual Processing")
+)
 
 
 # ======================================================================================
@@ -66,14 +66,16 @@ def write_seg(
     becomes one segment named and coded from the label table.
     """
     if labels.shape != reference.array.shape:
-        raise ValueError(f"labels {labels.shape} are not on the reference grid "
-                         f"{reference.array.shape}")
+        raise ValueError(
+            f"labels {labels.shape} are not on the reference grid {reference.array.shape}"
+        )
     table = table or load_label_table()
     datasets = _source_datasets(reference, source)
     values = [int(v) for v in np.unique(labels) if v != 0]
     if not values:
-        raise SegmentationFileError("The label map is empty: nothing to export.",
-                                    hint="Segment something first.")
+        raise SegmentationFileError(
+            "The label map is empty: nothing to export.", hint="Segment something first."
+        )
     numbered = np.zeros(labels.shape, dtype=np.uint16)
     descriptions = []
     for number, value in enumerate(values, start=1):
@@ -131,8 +133,9 @@ class ImportedLabels:
     notes: list[str] = field(default_factory=list)
 
 
-def read_seg(path: str | os.PathLike, reference: Volume, table: LabelTable | None = None
-             ) -> ImportedLabels:
+def read_seg(
+    path: str | os.PathLike, reference: Volume, table: LabelTable | None = None
+) -> ImportedLabels:
     """Read a DICOM SEG onto ``reference``'s grid (uint16 label values).
 
     Segments written by guideplan keep their label values; others take the value of the
@@ -144,14 +147,19 @@ def read_seg(path: str | os.PathLike, reference: Volume, table: LabelTable | Non
     except Exception as exc:  # any parse failure: the file is bad
         raise SegmentationFileError(f"{path} is not a readable DICOM file ({exc}).") from None
     if ds.get("Modality") != "SEG":
-        raise SegmentationFileError(f"{path} is a {ds.get('Modality', '?')} file, not a SEG.",
-                                    hint="Choose a DICOM SEG (segmentation) object.")
+        raise SegmentationFileError(
+            f"{path} is a {ds.get('Modality', '?')} file, not a SEG.",
+            hint="Choose a DICOM SEG (segmentation) object.",
+        )
     _check_frame_of_reference(ds, reference, path)
     frames = ds.pixel_array
     if frames.ndim == 2:
         frames = frames[np.newaxis]
-    shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds \
+    shared = (
+        ds.SharedFunctionalGroupsSequence[0]
+        if "SharedFunctionalGroupsSequence" in ds
         else Dataset()
+    )
     values, names, colors = _segment_values(ds, table)
     out = np.zeros(reference.array.shape, dtype=np.uint16)
     notes: list[str] = []
@@ -164,14 +172,18 @@ def read_seg(path: str | os.PathLike, reference: Volume, table: LabelTable | Non
         geometry = _frame_geometry(group, shared)
         resampled += not _place(out, frame, geometry, reference, values[number])
     if resampled:
-        notes.append(f"{resampled} frame(s) did not coincide with the CT slices and were "
-                     "placed by nearest neighbour")
-    return ImportedLabels(out, {values[n]: names[n] for n in values},
-                          {values[n]: colors[n] for n in values}, notes)
+        notes.append(
+            f"{resampled} frame(s) did not coincide with the CT slices and were "
+            "placed by nearest neighbour"
+        )
+    return ImportedLabels(
+        out, {values[n]: names[n] for n in values}, {values[n]: colors[n] for n in values}, notes
+    )
 
 
-def _describe(number: int, value: int, entry: LabelDef | None, manual: bool
-              ) -> hd.seg.SegmentDescription:
+def _describe(
+    number: int, value: int, entry: LabelDef | None, manual: bool
+) -> hd.seg.SegmentDescription:
     name = entry.name if entry else f"label {value}"
     category, kind = _GENERIC, _GENERIC
     if entry is not None and entry.kind == "lesion":
@@ -179,8 +191,11 @@ def _describe(number: int, value: int, entry: LabelDef | None, manual: bool
     if entry is not None and entry.dicom:
         category = entry.dicom.get("category", category)
         kind = entry.dicom.get("type", kind)
-    algorithm = hd.seg.SegmentAlgorithmTypeValues.MANUAL if manual else \
-        hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC
+    algorithm = (
+        hd.seg.SegmentAlgorithmTypeValues.MANUAL
+        if manual
+        else hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC
+    )
     desc = hd.seg.SegmentDescription(
         segment_number=number,
         segment_label=name[:64],
@@ -196,8 +211,9 @@ def _describe(number: int, value: int, entry: LabelDef | None, manual: bool
     return desc
 
 
-def _segment_values(ds: Dataset, table: LabelTable
-                    ) -> tuple[dict[int, int], dict[int, str], dict[int, tuple]]:
+def _segment_values(
+    ds: Dataset, table: LabelTable
+) -> tuple[dict[int, int], dict[int, str], dict[int, tuple]]:
     """segment number -> label value, name, colour."""
     values: dict[int, int] = {}
     names: dict[int, str] = {}
@@ -211,7 +227,7 @@ def _segment_values(ds: Dataset, table: LabelTable
         tracking = str(item.get("TrackingID", ""))
         value = None
         if tracking.startswith(_TRACKING_PREFIX):
-            value = int(tracking[len(_TRACKING_PREFIX):])
+            value = int(tracking[len(_TRACKING_PREFIX) :])
         else:
             try:
                 value = table.id_of(name)
@@ -267,16 +283,19 @@ def _frame_geometry(group: Dataset, shared: Dataset) -> _FrameGeometry:
     return _FrameGeometry(position, iop[:3], iop[3:], (spacing[0], spacing[1]))
 
 
-def _place(out: np.ndarray, frame: np.ndarray, g: _FrameGeometry, reference: Volume,
-           value: int) -> bool:
+def _place(
+    out: np.ndarray, frame: np.ndarray, g: _FrameGeometry, reference: Volume, value: int
+) -> bool:
     """Write ``frame`` into ``out`` at its LPS position; True when planes coincided."""
     ijk0 = reference.physical_to_index(g.position)
     d = reference.direction
     sp = np.asarray(reference.spacing)
-    aligned = (np.allclose(g.row_cosine, d[:, 0], atol=1e-4)
-               and np.allclose(g.col_cosine, d[:, 1], atol=1e-4)
-               and np.allclose([g.spacing_rc[1], g.spacing_rc[0]], sp[:2], rtol=1e-4)
-               and np.allclose(ijk0, np.rint(ijk0), atol=1e-3))
+    aligned = (
+        np.allclose(g.row_cosine, d[:, 0], atol=1e-4)
+        and np.allclose(g.col_cosine, d[:, 1], atol=1e-4)
+        and np.allclose([g.spacing_rc[1], g.spacing_rc[0]], sp[:2], rtol=1e-4)
+        and np.allclose(ijk0, np.rint(ijk0), atol=1e-3)
+    )
     if aligned:
         i0, j0, k = (int(v) for v in np.rint(ijk0))
         if not 0 <= k < out.shape[0]:
@@ -285,20 +304,24 @@ def _place(out: np.ndarray, frame: np.ndarray, g: _FrameGeometry, reference: Vol
         js, is_ = max(j0, 0), max(i0, 0)
         je, ie = min(j0 + rows, out.shape[1]), min(i0 + cols, out.shape[2])
         if je > js and ie > is_:
-            block = frame[js - j0:je - j0, is_ - i0:ie - i0]
+            block = frame[js - j0 : je - j0, is_ - i0 : ie - i0]
             out[k, js:je, is_:ie][block] = value
         return True
     rr, cc = np.nonzero(frame)
-    pts = (g.position + np.outer(cc * g.spacing_rc[1], g.row_cosine)
-           + np.outer(rr * g.spacing_rc[0], g.col_cosine))
+    pts = (
+        g.position
+        + np.outer(cc * g.spacing_rc[1], g.row_cosine)
+        + np.outer(rr * g.spacing_rc[0], g.col_cosine)
+    )
     ijk = np.rint(reference.physical_to_index(pts)).astype(int)
     ok = np.all((ijk >= 0) & (ijk < np.array(reference.size)), axis=1)
     out[ijk[ok, 2], ijk[ok, 1], ijk[ok, 0]] = value
     return False
 
 
-def _source_datasets(reference: Volume, source: Sequence[Dataset] | str | os.PathLike | None
-                     ) -> list[Dataset]:
+def _source_datasets(
+    reference: Volume, source: Sequence[Dataset] | str | os.PathLike | None
+) -> list[Dataset]:
     if source is not None and not isinstance(source, str | os.PathLike):
         datasets = list(source)
     else:
@@ -321,8 +344,9 @@ def _source_datasets(reference: Volume, source: Sequence[Dataset] | str | os.Pat
             if uid is None or ds.get("SeriesInstanceUID") == uid:
                 datasets.append(ds)
     if not datasets:
-        raise SegmentationFileError("No DICOM image of the planning CT series was found.",
-                                    hint="Give the CT series folder.")
+        raise SegmentationFileError(
+            "No DICOM image of the planning CT series was found.", hint="Give the CT series folder."
+        )
     return datasets
 
 
@@ -330,13 +354,11 @@ def _rgb_to_cielab16(rgb: Iterable[float]) -> list[int]:
     """sRGB (0-1) to DICOM's scaled CIELab (0-65535), as RecommendedDisplayCIELabValue."""
     c = np.asarray(list(rgb), dtype=float)
     c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
-    m = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722],
-                  [0.0193, 0.1192, 0.9505]])
+    m = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
     xyz = m @ c / np.array([0.95047, 1.0, 1.08883])
     f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
     lab = np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
-    scaled = [lab[0] / 100 * 65535, (lab[1] + 128) / 255 * 65535,
-              (lab[2] + 128) / 255 * 65535]
+    scaled = [lab[0] / 100 * 65535, (lab[1] + 128) / 255 * 65535, (lab[2] + 128) / 255 * 65535]
     return [int(np.clip(round(v), 0, 65535)) for v in scaled]
 
 
@@ -358,8 +380,10 @@ def read_rtstruct(
     except Exception as exc:
         raise SegmentationFileError(f"{path} is not a readable DICOM file ({exc}).") from None
     if ds.get("Modality") != "RTSTRUCT":
-        raise SegmentationFileError(f"{path} is a {ds.get('Modality', '?')} file, not an "
-                                    "RTSTRUCT.", hint="Choose an RT Structure Set.")
+        raise SegmentationFileError(
+            f"{path} is a {ds.get('Modality', '?')} file, not an RTSTRUCT.",
+            hint="Choose an RT Structure Set.",
+        )
     _check_frame_of_reference_rt(ds, reference, path)
     roi_names = {int(r.ROINumber): str(r.ROIName) for r in ds.StructureSetROISequence}
     wanted = None if names is None else {n.lower() for n in names}
@@ -383,13 +407,13 @@ def read_rtstruct(
 
 
 def _check_frame_of_reference_rt(ds: Dataset, reference: Volume, path: Any) -> None:
-    refs = [str(r.FrameOfReferenceUID) for r in ds.get("ReferencedFrameOfReferenceSequence",
-                                                        [])]
+    refs = [str(r.FrameOfReferenceUID) for r in ds.get("ReferencedFrameOfReferenceSequence", [])]
     ours = reference.meta.get("frame_of_reference_uid")
     if ours and refs and str(ours) not in refs:
         raise SegmentationFileError(
             f"{path} was drawn on another scan (frame of reference {refs[0]}).",
-            hint="Import the structure set made on this planning CT.")
+            hint="Import the structure set made on this planning CT.",
+        )
 
 
 def polygon_mask(points_ij: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -411,13 +435,14 @@ def polygon_mask(points_ij: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         if not crosses.any():
             continue
         xs = x0[crosses] + (j - y0[crosses]) * (x1[crosses] - x0[crosses]) / (
-            y1[crosses] - y0[crosses])
+            y1[crosses] - y0[crosses]
+        )
         xs.sort()
         for a, b in zip(xs[0::2], xs[1::2], strict=False):
             lo = max(int(np.ceil(a)), 0)
             hi = min(int(np.ceil(b)) - 1, cols - 1)
             if hi >= lo:
-                out[j, lo:hi + 1] = True
+                out[j, lo : hi + 1] = True
     return out
 
 
@@ -454,18 +479,26 @@ def read_labelmap(path: str | os.PathLike, reference: Volume | None = None) -> V
     if image.GetDimension() != 3:
         raise SegmentationFileError(f"{path} is not a 3D image.")
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise SegmentationFileError(f"{path} has several components per voxel; a label map "
-                                    "has one.")
+        raise SegmentationFileError(
+            f"{path} has several components per voxel; a label map has one."
+        )
     volume = Volume.from_sitk(image, meta={"source_path": str(path)})
     if reference is None or reference.same_grid(volume):
         return volume
-    resampled = sitk.Resample(image, reference.to_sitk(), sitk.Transform(),
-                              sitk.sitkNearestNeighbor, 0, image.GetPixelID())
+    resampled = sitk.Resample(
+        image,
+        reference.to_sitk(),
+        sitk.Transform(),
+        sitk.sitkNearestNeighbor,
+        0,
+        image.GetPixelID(),
+    )
     return Volume.from_sitk(resampled, meta={"source_path": str(path), "resampled": True})
 
 
-def labels_from_masks(masks: Mapping[str, np.ndarray], table: LabelTable | None = None
-                      ) -> tuple[np.ndarray, dict[int, str]]:
+def labels_from_masks(
+    masks: Mapping[str, np.ndarray], table: LabelTable | None = None
+) -> tuple[np.ndarray, dict[int, str]]:
     """Combine named masks (e.g. from an RTSTRUCT) into one label array, table ids where
     the names match, later masks over earlier ones."""
     table = table or load_label_table()
@@ -483,6 +516,3 @@ def labels_from_masks(masks: Mapping[str, np.ndarray], table: LabelTable | None 
         out[mask] = value
         names[value] = name
     return out, names
-
-
-

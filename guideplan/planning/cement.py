@@ -38,14 +38,26 @@ from guideplan.planning.zones import Zone, estimate_statement
 
 #: Leak sites: bit, label, severity, what it risks.
 SITES = {
-    "canal": (1, "posterior wall / spinal canal", "danger",
-              "leakage into the spinal canal (cord or nerve-root compression)"),
+    "canal": (
+        1,
+        "posterior wall / spinal canal",
+        "danger",
+        "leakage into the spinal canal (cord or nerve-root compression)",
+    ),
     "breach": (2, "cortical breach", "warning", "leakage into the soft tissue around the bone"),
     "disc": (4, "endplate defect / disc", "warning", "leakage into the disc"),
-    "endplate": (8, "endplate", "info",
-                 "leakage into the disc through an endplate defect the CT may not show"),
-    "basivertebral": (16, "basivertebral region", "warning",
-                      "venous leakage through the basivertebral foramen"),
+    "endplate": (
+        8,
+        "endplate",
+        "info",
+        "leakage into the disc through an endplate defect the CT may not show",
+    ),
+    "basivertebral": (
+        16,
+        "basivertebral region",
+        "warning",
+        "venous leakage through the basivertebral foramen",
+    ),
 }
 
 
@@ -65,7 +77,8 @@ class LeakSite:
             "severity": self.severity,
             "reached_at_ml": round(self.reached_at_ml, 3),
             "contact_mm2": round(self.contact_mm2, 1),
-            "location_lps": None if self.location_lps is None
+            "location_lps": None
+            if self.location_lps is None
             else [round(v, 2) for v in self.location_lps],
         }
 
@@ -125,13 +138,18 @@ class CementSimulation:
         self.cfg = cfg
         self.device_id = device_id
         self.tips = np.atleast_2d(np.asarray(tips_lps, dtype=float))
-        self.entries = None if entries_lps is None else np.atleast_2d(
-            np.asarray(entries_lps, dtype=float))
-        self.max_volume_ml = float(cfg["max_volume_ml"] if max_volume_ml is None
-                                   else max_volume_ml)
+        self.entries = (
+            None if entries_lps is None else np.atleast_2d(np.asarray(entries_lps, dtype=float))
+        )
+        self.max_volume_ml = float(cfg["max_volume_ml"] if max_volume_ml is None else max_volume_ml)
         self.setup = fill.prepare_fill(
-            ctx, self.tips, fill.FillSettings.cement(), float(cfg["box_radius_mm"]),
-            self.max_volume_ml, float(cfg["tip_search_mm"]), what="cement",
+            ctx,
+            self.tips,
+            fill.FillSettings.cement(),
+            float(cfg["box_radius_mm"]),
+            self.max_volume_ml,
+            float(cfg["tip_search_mm"]),
+            what="cement",
         )
         self._sites = self._site_first_reach()
         self._body = self._body_labels()
@@ -203,8 +221,9 @@ class CementSimulation:
                 continue
             mid = float(np.median(x[k][c]))
             front = float(y[k][c].min())  # anterior edge (anterior is -y in LPS)
-            region[k] = (np.abs(x[k] - mid) <= half) & (y[k] <= front + 1.0) & (
-                y[k] >= front - depth)
+            region[k] = (
+                (np.abs(x[k] - mid) <= half) & (y[k] <= front + 1.0) & (y[k] >= front - depth)
+            )
         return region
 
     def _site_first_reach(self) -> dict[str, tuple[int, float]]:
@@ -240,8 +259,9 @@ class CementSimulation:
     def at(self, volume_ml: float) -> CementResult:
         volume_ml = float(volume_ml)
         if volume_ml <= 0:
-            raise fill.FillError("The cement volume must be positive.",
-                                 hint="Give --cement-ml > 0.")
+            raise fill.FillError(
+                "The cement volume must be positive.", hint="Give --cement-ml > 0."
+            )
         s = self.setup
         order = s.order
         n = order.count_for(volume_ml)
@@ -257,36 +277,50 @@ class CementSimulation:
                 contact = np.count_nonzero(self._flags_in_order[:n] & bit) * face
                 kji = np.unravel_index(order.order[index], order.shape)
                 lps = grid.points_of(ctx.volume, s.box, _single(order.shape, kji))[0]
-                leaks.append(LeakSite(site, label, severity, order.placed_ml(index + 1),
-                                      contact, tuple(float(v) for v in lps)))
+                leaks.append(
+                    LeakSite(
+                        site,
+                        label,
+                        severity,
+                        order.placed_ml(index + 1),
+                        contact,
+                        tuple(float(v) for v in lps),
+                    )
+                )
         not_placed = max(volume_ml - placed, 0.0)
         exhausted = n >= len(order.order) and not_placed > 0.02 * volume_ml
         if exhausted:
             if order.touches_edge:
                 notes.append("the fill reached the edge of its box: the volume is cut there")
             else:
-                leaks.append(LeakSite("overflow", "bone compartment full", "danger", placed,
-                                      0.0, None))
+                leaks.append(
+                    LeakSite("overflow", "bone compartment full", "danger", placed, 0.0, None)
+                )
         body_ml, body_pct = self._body_fill(mask)
         lesion = ctx.lesion_in(s.box)
         facts = ctx.lesion_facts()
         lesion_pct = None
         if facts is not None and facts.n_voxels:
             lesion_pct = 100.0 * np.count_nonzero(mask & lesion) / facts.n_voxels
-        strength = float(settings_values("evaluation", ctx.settings)
-                         ["cement_strength_fraction_pct"])
+        strength = float(
+            settings_values("evaluation", ctx.settings)["cement_strength_fraction_pct"]
+        )
         zone = Zone(
             model="cement-fill",
             kind="cement",
             device_id=self.device_id,
-            parameters={"volume_ml": volume_ml, "placed_ml": round(placed, 3),
-                        "tips_lps": np.round(self.tips, 2).tolist()},
+            parameters={
+                "volume_ml": volume_ml,
+                "placed_ml": round(placed, 3),
+                "tips_lps": np.round(self.tips, 2).tolist(),
+            },
             volume=ctx.volume,
             box=s.box,
             mask=mask,
             notes=notes,
-            needles=[] if self.entries is None else list(zip(self.entries, self.tips,
-                                                             strict=False)),
+            needles=[]
+            if self.entries is None
+            else list(zip(self.entries, self.tips, strict=False)),
         )
         result = CementResult(
             zone=zone,
@@ -334,8 +368,13 @@ def predict_cement(
     device_id: str = "",
 ) -> CementResult:
     """Cement fill of ``volume_ml`` from the trocar tip(s)."""
-    sim = CementSimulation(ctx, tips_lps, entries_lps=entries_lps, device_id=device_id,
-                           max_volume_ml=float(volume_ml) * 1.02 + 0.05)
+    sim = CementSimulation(
+        ctx,
+        tips_lps,
+        entries_lps=entries_lps,
+        device_id=device_id,
+        max_volume_ml=float(volume_ml) * 1.02 + 0.05,
+    )
     return sim.at(volume_ml)
 
 
@@ -350,8 +389,11 @@ def cement_warnings(result: CementResult) -> list[PlanWarning]:
                     f"The bone reached from the trocar holds only {result.placed_ml:.1f} mL: "
                     f"{result.not_placed_ml:.1f} mL of the {result.requested_ml:.1f} mL would "
                     "leave the bone.",
-                    {"site": "overflow", "placed_ml": round(result.placed_ml, 2),
-                     "not_placed_ml": round(result.not_placed_ml, 2)},
+                    {
+                        "site": "overflow",
+                        "placed_ml": round(result.placed_ml, 2),
+                        "not_placed_ml": round(result.not_placed_ml, 2),
+                    },
                 )
             )
             continue
@@ -362,11 +404,15 @@ def cement_warnings(result: CementResult) -> list[PlanWarning]:
                 leak.severity,
                 f"The cement reaches the {leak.label} after {leak.reached_at_ml:.1f} mL "
                 f"(of {result.requested_ml:.1f} mL): risk of {risk}.",
-                {"site": leak.site, "reached_at_ml": round(leak.reached_at_ml, 2),
-                 "volume_ml": round(result.requested_ml, 2),
-                 "contact_mm2": round(leak.contact_mm2, 1),
-                 "location_lps": None if leak.location_lps is None
-                 else [round(v, 1) for v in leak.location_lps]},
+                {
+                    "site": leak.site,
+                    "reached_at_ml": round(leak.reached_at_ml, 2),
+                    "volume_ml": round(result.requested_ml, 2),
+                    "contact_mm2": round(leak.contact_mm2, 1),
+                    "location_lps": None
+                    if leak.location_lps is None
+                    else [round(v, 1) for v in leak.location_lps],
+                },
             )
         )
     return out

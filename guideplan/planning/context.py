@@ -91,8 +91,13 @@ class TreatmentContext:
         planning_settings: dict[str, Any] | None = None,
     ) -> None:
         shape = volume.array.shape
-        for name, m in (("lesion", lesion), ("bone", bone), ("canal", canal), ("disc", disc),
-                        ("vertebral body", vertebral_body)):
+        for name, m in (
+            ("lesion", lesion),
+            ("bone", bone),
+            ("canal", canal),
+            ("disc", disc),
+            ("vertebral body", vertebral_body),
+        ):
             if m is not None and m.shape != shape:
                 raise ValueError(f"the {name} mask is not on the planning CT's grid")
         self.volume = volume
@@ -251,7 +256,7 @@ class TreatmentContext:
 
         assert self.lesion is not None
         cfg = settings_values("evaluation", self.settings)
-        pad = np.ceil((float(cfg['bone_reference_shell_mm'][1]) + 3.0) / self.spacing_kji)
+        pad = np.ceil((float(cfg["bone_reference_shell_mm"][1]) + 3.0) / self.spacing_kji)
         box = mask_bounds(self.lesion, pad.astype(int))
         assert box is not None
         les = self.lesion[box]
@@ -371,8 +376,11 @@ class TreatmentContext:
         k = float(self.volume.physical_to_index(facts.centroid_lps)[2 - axis])
         best = min(
             result.vertebrae,
-            key=lambda v: 0.0 if v.slices[0] <= k <= v.slices[1]
-            else min(abs(k - v.slices[0]), abs(k - v.slices[1])),
+            key=lambda v: (
+                0.0
+                if v.slices[0] <= k <= v.slices[1]
+                else min(abs(k - v.slices[0]), abs(k - v.slices[1]))
+            ),
         )
         return best.name
 
@@ -393,8 +401,9 @@ def _contains(outer: Box, inner: Box) -> bool:
 def _field_mask(field: StructureField, volume: Volume, box: Box) -> np.ndarray:
     """The structure (distance <= 0) of a field, on ``box`` of the CT grid."""
     lo = field.lo_ijk.astype(int)[::-1]
-    fbox = tuple(slice(int(a), int(a) + n) for a, n in zip(lo, field.distance_map.shape,
-                                                            strict=True))
+    fbox = tuple(
+        slice(int(a), int(a) + n) for a, n in zip(lo, field.distance_map.shape, strict=True)
+    )
     return grid.paste(field.distance_map <= 0.0, fbox, box)  # type: ignore[arg-type]
 
 
@@ -425,8 +434,10 @@ def skin_structure(
     mask, the outer shell of a body mask, or the CT's body outline (``auto``)."""
     from guideplan.processing import anatomy, masks
 
-    box = full_box(volume.array.shape) if around_lps is None else grid.box_around_lps(
-        volume, around_lps, radius_mm
+    box = (
+        full_box(volume.array.shape)
+        if around_lps is None
+        else grid.box_around_lps(volume, around_lps, radius_mm)
     )
     if grid.is_empty(box):
         return None
@@ -450,4 +461,3 @@ def skin_structure(
     return StructureField.from_mask(
         "skin", full, volume, safety_distance_mm("skin", settings), kind="critical"
     )
-

@@ -56,7 +56,8 @@ class StructureRisk:
             "code": self.code,
             "distance_mm": round(self.distance_mm, 2),
             "threshold_mm": self.threshold_mm,
-            "closest_lps": None if self.closest_lps is None or self.lower_bound
+            "closest_lps": None
+            if self.closest_lps is None or self.lower_bound
             else [round(v, 2) for v in self.closest_lps],
             "lower_bound": self.lower_bound,
         }
@@ -127,7 +128,9 @@ class Evaluation:
                 {**zone.to_json(), "figures": figures.to_json()} for zone, figures in self.zones
             ],
             "ablation": None if self.ablation is None else self.ablation.to_json(),
-            "cement": None if self.cement is None else {
+            "cement": None
+            if self.cement is None
+            else {
                 **self.cement.to_json(),
                 **({} if self.cement_result is None else {"fill": self.cement_result.to_json()}),
             },
@@ -142,8 +145,9 @@ class Evaluation:
 # ======================================================================================
 
 
-def zone_figures(ctx: TreatmentContext, zone: Zone, label: str | None = None,
-                 distances: bool = True) -> ZoneFigures:
+def zone_figures(
+    ctx: TreatmentContext, zone: Zone, label: str | None = None, distances: bool = True
+) -> ZoneFigures:
     """Coverage, margins, healthy bone and structure distances of one zone."""
     figures = ZoneFigures(label=label or zone.model, zone_volume_ml=zone.volume_ml)
     facts = ctx.lesion_facts()
@@ -241,8 +245,7 @@ def _field_min(ctx: TreatmentContext, f: StructureField, zone: Zone, surface: np
         best, at = float(d[i]), surface[i]
     # inside the zone: a structure the zone swallows has no surface point near it
     lo = f.lo_ijk.astype(int)[::-1]
-    fbox = tuple(slice(int(a), int(a) + n) for a, n in zip(lo, f.distance_map.shape,
-                                                            strict=True))
+    fbox = tuple(slice(int(a), int(a) + n) for a, n in zip(lo, f.distance_map.shape, strict=True))
     hit = grid.intersect(zone.box, fbox)  # type: ignore[arg-type]
     if hit is not None:
         _, in_zone, in_field = hit
@@ -330,14 +333,18 @@ def evaluate_plan(
         cement_result=cement,
         warnings=warnings,
         settings=_settings_json(ctx),
-        lesion=None if facts is None else {
+        lesion=None
+        if facts is None
+        else {
             "volume_ml": round(facts.volume_ml, 3),
             "centroid_lps": [round(float(v), 2) for v in facts.centroid_lps],
             "median_hu": round(facts.median_hu, 1),
-            "bone_reference_hu": None if facts.bone_reference_hu is None
+            "bone_reference_hu": None
+            if facts.bone_reference_hu is None
             else round(facts.bone_reference_hu, 1),
             "type": facts.kind,
-            "distance_to_canal_mm": None if facts.canal_distance_mm is None
+            "distance_to_canal_mm": None
+            if facts.canal_distance_mm is None
             else round(facts.canal_distance_mm, 1),
             "vertebral": facts.vertebral,
             "level": ctx.vertebral_level() if facts.vertebral else None,
@@ -359,10 +366,14 @@ def _settings_json(ctx: TreatmentContext) -> dict[str, Any]:
         "margin_mm": ctx.margin_mm,
         "safety_distance_mm": {f.name: f.threshold_mm for f in ctx.structures},
         "full_coverage_pct": float(
-            settings_values("evaluation", ctx.settings)["full_coverage_pct"]),
+            settings_values("evaluation", ctx.settings)["full_coverage_pct"]
+        ),
         "vertebral_level": ctx.vertebral_level(),
-        "canal_holds": {True: "cauda equina", False: "spinal cord", None: "unknown (cord "
-                        "assumed)"}[ctx.below_conus()] if ctx.canal_field() else None,
+        "canal_holds": {True: "cauda equina", False: "spinal cord", None: "unknown (cord assumed)"}[
+            ctx.below_conus()
+        ]
+        if ctx.canal_field()
+        else None,
     }
 
 
@@ -378,8 +389,9 @@ def _warnings(
         out.extend(zone.warnings if zone.kind != "cement" else [])
         if zone.kind not in ABLATION_KINDS:
             continue
-        what = {"thermal": "ablation zone", "cryo": "iceball (0 °C)",
-                "ethanol": "ethanol spread"}[zone.kind]
+        what = {"thermal": "ablation zone", "cryo": "iceball (0 °C)", "ethanol": "ethanol spread"}[
+            zone.kind
+        ]
         for d in figures.distances:
             if d.distance_mm >= d.threshold_mm:
                 continue
@@ -388,16 +400,23 @@ def _warnings(
                 PlanWarning(
                     d.code,
                     "danger" if inside else "warning",
-                    (f"The {what} reaches {-d.distance_mm:.1f} mm into the {d.structure}"
-                     if inside else
-                     f"The edge of the {what} is {d.distance_mm:.1f} mm from the "
-                     f"{d.structure}")
+                    (
+                        f"The {what} reaches {-d.distance_mm:.1f} mm into the {d.structure}"
+                        if inside
+                        else f"The edge of the {what} is {d.distance_mm:.1f} mm from the "
+                        f"{d.structure}"
+                    )
                     + f" (safety distance {d.threshold_mm:g} mm)"
                     + _canal_note(ctx, d),
-                    {"structure": d.structure, "distance_mm": round(d.distance_mm, 2),
-                     "threshold_mm": d.threshold_mm, "zone": zone.model,
-                     "closest_lps": None if d.closest_lps is None
-                     else [round(v, 1) for v in d.closest_lps]},
+                    {
+                        "structure": d.structure,
+                        "distance_mm": round(d.distance_mm, 2),
+                        "threshold_mm": d.threshold_mm,
+                        "zone": zone.model,
+                        "closest_lps": None
+                        if d.closest_lps is None
+                        else [round(v, 1) for v in d.closest_lps],
+                    },
                 )
             )
     out.extend(_skin_protection(ctx, [z for z, _ in per_zone if z.kind == "cryo"]))
@@ -410,13 +429,19 @@ def _warnings(
                     "warning",
                     f"The ablation covers {ablation.coverage_pct:.1f} % of the lesion: "
                     f"{ablation.uncovered_ml:.2f} mL untreated"
-                    + ("." if ablation.min_margin_mm is None else
-                       f" (the lesion sticks out by up to {-ablation.min_margin_mm:.1f} mm)."),
-                    {"coverage_pct": round(ablation.coverage_pct, 2),
-                     "uncovered_ml": round(ablation.uncovered_ml or 0.0, 3),
-                     "min_margin_mm": None if ablation.min_margin_mm is None
-                     else round(ablation.min_margin_mm, 2),
-                     "full_coverage_pct": full},
+                    + (
+                        "."
+                        if ablation.min_margin_mm is None
+                        else f" (the lesion sticks out by up to {-ablation.min_margin_mm:.1f} mm)."
+                    ),
+                    {
+                        "coverage_pct": round(ablation.coverage_pct, 2),
+                        "uncovered_ml": round(ablation.uncovered_ml or 0.0, 3),
+                        "min_margin_mm": None
+                        if ablation.min_margin_mm is None
+                        else round(ablation.min_margin_mm, 2),
+                        "full_coverage_pct": full,
+                    },
                 )
             )
         elif ablation.min_margin_mm is not None and ablation.min_margin_mm < ctx.margin_mm:
@@ -427,9 +452,11 @@ def _warnings(
                     f"The lesion is covered, but the minimal margin is "
                     f"{ablation.min_margin_mm:.1f} mm (setting {ctx.margin_mm:g} mm); "
                     f"{ablation.margin_coverage_pct:.1f} % of lesion + margin is covered.",
-                    {"min_margin_mm": round(ablation.min_margin_mm, 2),
-                     "margin_mm": ctx.margin_mm,
-                     "margin_coverage_pct": round(ablation.margin_coverage_pct or 0.0, 2)},
+                    {
+                        "min_margin_mm": round(ablation.min_margin_mm, 2),
+                        "margin_mm": ctx.margin_mm,
+                        "margin_coverage_pct": round(ablation.margin_coverage_pct or 0.0, 2),
+                    },
                 )
             )
     if cement is not None:
@@ -469,8 +496,11 @@ def _skin_protection(ctx: TreatmentContext, cryo: list[Zone]) -> list[PlanWarnin
             "warning",
             f"The lesion is {d:.1f} mm from the skin (< {limit:g} mm): protect the skin "
             "during cryoablation (warm saline, pneumodissection).",
-            {"structure": skin.name, "lesion_to_skin_mm": round(d, 1),
-             "protection_below_mm": limit},
+            {
+                "structure": skin.name,
+                "lesion_to_skin_mm": round(d, 1),
+                "protection_below_mm": limit,
+            },
         )
     ]
 
@@ -488,14 +518,16 @@ def _fracture_risk(
     vertebral_lytic = facts is not None and facts.vertebral and facts.kind in ("lytic", "mixed")
     if not (weight_bearing or vertebral_lytic):
         return None
-    why = ("a lytic vertebral body" if vertebral_lytic else f"a weight-bearing bone ({ctx.host})")
+    why = "a lytic vertebral body" if vertebral_lytic else f"a weight-bearing bone ({ctx.host})"
     return PlanWarning(
         "FRACTURE_RISK_CONSOLIDATE",
         "warning",
         f"Ablation of {why} without cement: the ablated bone may fracture; consider "
         "cementoplasty (consolidation) in the same session.",
-        {"lesion_type": None if facts is None else facts.kind,
-         "vertebral": None if facts is None else facts.vertebral,
-         "host": ctx.host, "weight_bearing": weight_bearing},
+        {
+            "lesion_type": None if facts is None else facts.kind,
+            "vertebral": None if facts is None else facts.vertebral,
+            "host": ctx.host,
+            "weight_bearing": weight_bearing,
+        },
     )
-

@@ -165,12 +165,7 @@ def march(
         keep = int(np.searchsorted(cumulative, max_volume_ml, side="left")) + 1
         order, cumulative = order[:keep], cumulative[:keep]
     kji = np.unravel_index(order, speed.shape)
-    edge = bool(
-        any(
-            np.any(kji[a] == 0) or np.any(kji[a] == speed.shape[a] - 1)
-            for a in range(3)
-        )
-    )
+    edge = bool(any(np.any(kji[a] == 0) or np.any(kji[a] == speed.shape[a] - 1) for a in range(3)))
     return FillOrder(
         box=box,
         shape=tuple(int(v) for v in speed.shape),  # type: ignore[arg-type]
@@ -274,7 +269,10 @@ def _setup_in(
     grow_params = GrowParams.from_resources()
     candidates = lesion if lesion.any() else (hu < grow_params.bone_hu) & (hu > s.cavity_min_hu)
     inside = bridged_by_bone(
-        bone, sp, grow_params.bridge_span_mm, grow_params.canal_run_mm,
+        bone,
+        sp,
+        grow_params.bridge_span_mm,
+        grow_params.canal_run_mm,
         grow_params.canal_ring_directions,
     )
     # and so is bone-density tissue inside that contour (noise pockets below the bone

@@ -32,8 +32,12 @@ def box_shape(box: Box) -> tuple[int, int, int]:
 def box_from_lps(volume: Volume, lo_lps: np.ndarray, hi_lps: np.ndarray, pad: int = 1) -> Box:
     """The smallest box of voxels whose centres cover the LPS cuboid [lo, hi] (clipped)."""
     corners = np.array(
-        [[x, y, z] for x in (lo_lps[0], hi_lps[0]) for y in (lo_lps[1], hi_lps[1])
-         for z in (lo_lps[2], hi_lps[2])],
+        [
+            [x, y, z]
+            for x in (lo_lps[0], hi_lps[0])
+            for y in (lo_lps[1], hi_lps[1])
+            for z in (lo_lps[2], hi_lps[2])
+        ],
         dtype=float,
     )
     ijk = volume.physical_to_index(corners)

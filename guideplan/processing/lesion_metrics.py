@@ -139,8 +139,11 @@ def lesion_metrics(
     breach_ml, depth = _breach(les, bone_box & ~les, canal_box, sp, grow)
     limits = load_json("segmentation.json")["lesion_metrics"]
     # non-bone lesion voxels touching the canal: the wall between them is gone
-    touching = masks.distance_to(canal_box, sp) <= float(np.max(sp)) if canal_box.any() \
+    touching = (
+        masks.distance_to(canal_box, sp) <= float(np.max(sp))
+        if canal_box.any()
         else np.zeros_like(les)
+    )
     epidural_ml = np.count_nonzero(les & ~bone_box & touching) * voxel_ml
     breach = depth >= float(limits["breach_min_depth_mm"]["value"]) or epidural_ml >= float(
         limits["epidural_min_ml"]["value"]

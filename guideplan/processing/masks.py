@@ -129,7 +129,8 @@ def outer_layers(mask: np.ndarray, layers: int, open_axis: int | None = None) ->
         if not rest.any():
             break
         contour = sitk.GetArrayViewFromImage(
-            sitk.BinaryContour(to_image(rest), False, 0, 1)).astype(bool)
+            sitk.BinaryContour(to_image(rest), False, 0, 1)
+        ).astype(bool)
         shell |= contour
         rest &= ~contour
     if pad:

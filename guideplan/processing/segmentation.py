@@ -106,8 +106,9 @@ class GrowParams:
         data = load_json("segmentation.json").get("region_growing", {})
         names = {f.name for f in fields(cls)}
         values = {k: v["value"] if isinstance(v, dict) else v for k, v in data.items()}
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()
-                  if k in names}
+        values = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names
+        }
         values.update(overrides)
         return cls(**values)
 
@@ -271,8 +272,9 @@ def _grow_in_box(
     if not user_range:
         boundary = _boundary_range(smooth, lesion, spacing_kji, level, spread, strict, p)
     if p.boundary_relax_mm > 0 and lesion.any():
-        lesion = lesion | _partial_volume_edge(smooth, lesion, spacing_kji, level, strict,
-                                               boundary, p, local=not user_range)
+        lesion = lesion | _partial_volume_edge(
+            smooth, lesion, spacing_kji, level, strict, boundary, p, local=not user_range
+        )
     if lesion[start]:
         lesion = masks.component_at(lesion, start)
     lesion = masks.fill_holes(lesion)
@@ -292,8 +294,13 @@ def _seed_range(
 
 
 def _boundary_range(
-    smooth: np.ndarray, lesion: np.ndarray, spacing_kji: np.ndarray, level: float,
-    spread: float, strict: tuple[float, float], p: GrowParams,
+    smooth: np.ndarray,
+    lesion: np.ndarray,
+    spacing_kji: np.ndarray,
+    level: float,
+    spread: float,
+    strict: tuple[float, float],
+    p: GrowParams,
 ) -> tuple[float, float]:
     """Half-way from the lesion to the tissue that actually surrounds it.
 
@@ -319,8 +326,14 @@ def _boundary_range(
 
 
 def _partial_volume_edge(
-    smooth: np.ndarray, lesion: np.ndarray, spacing_kji: np.ndarray, level: float,
-    strict: tuple[float, float], boundary: tuple[float, float], p: GrowParams, local: bool,
+    smooth: np.ndarray,
+    lesion: np.ndarray,
+    spacing_kji: np.ndarray,
+    level: float,
+    strict: tuple[float, float],
+    boundary: tuple[float, float],
+    p: GrowParams,
+    local: bool,
 ) -> np.ndarray:
     """Voxels just outside the lesion that are nearer the lesion's level than the
     neighbouring tissue's: the lesion side of a blurred edge.
@@ -344,8 +357,11 @@ def _partial_volume_edge(
     darkest = -masks.max_filter(-sub, radius)
     # next to cortex the half-way level is the local one (a lesion-cortex edge sits near
     # 500 HU); elsewhere (trabecular texture) it is capped by the surrounding tissue's
-    above = (sub > strict[1]) & (sub <= (level + brightest) / 2) & (
-        (sub <= boundary[1]) | (brightest >= p.cortex_hu))
+    above = (
+        (sub > strict[1])
+        & (sub <= (level + brightest) / 2)
+        & ((sub <= boundary[1]) | (brightest >= p.cortex_hu))
+    )
     below = (sub < strict[0]) & (sub >= (level + darkest) / 2) & (sub >= boundary[0])
     out = np.zeros_like(near)
     out[box] = near[box] & (above | below)

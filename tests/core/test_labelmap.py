@@ -116,8 +116,7 @@ def test_inverse_and_shape_checks(labels):
 
 
 def test_boxes():
-    assert box_around((5, 5, 5), (2, 2, 2), (8, 8, 8)) == (slice(3, 8), slice(3, 8),
-                                                             slice(3, 8))
+    assert box_around((5, 5, 5), (2, 2, 2), (8, 8, 8)) == (slice(3, 8), slice(3, 8), slice(3, 8))
     mask = np.zeros((5, 5, 5), dtype=bool)
     mask[2, 1, 3] = True
     assert mask_bounds(mask, (1, 1, 1)) == (slice(1, 4), slice(0, 3), slice(2, 5))
@@ -126,9 +125,20 @@ def test_boxes():
 
 def test_label_table_has_the_structures_planning_needs():
     table = load_label_table()
-    for name in ("lesion", "cortical bone", "trabecular bone", "spinal canal", "spinal cord",
-                 "aorta", "inferior vena cava", "bowel", "nerve root", "pleura", "kidney",
-                 "skin"):
+    for name in (
+        "lesion",
+        "cortical bone",
+        "trabecular bone",
+        "spinal canal",
+        "spinal cord",
+        "aorta",
+        "inferior vena cava",
+        "bowel",
+        "nerve root",
+        "pleura",
+        "kidney",
+        "skin",
+    ):
         entry = table.by_name(name)
         assert len(entry.color) == 3 and all(0 <= c <= 1 for c in entry.color)
     assert table.by_name("lesion").kind == "lesion"
@@ -139,11 +149,22 @@ def test_label_table_has_the_structures_planning_needs():
 def test_user_label_table_extends_and_overrides(tmp_path, monkeypatch):
     user = tmp_path / "resources"
     user.mkdir()
-    (user / "labels.json").write_text(json.dumps({"labels": [
-        {"id": 9, "name": "aorta", "color": [1, 0, 0], "kind": "critical",
-         "safety_key": "vessel_mm"},
-        {"id": 40, "name": "ureter", "color": [0.2, 0.8, 0.2], "kind": "critical"},
-    ]}))
+    (user / "labels.json").write_text(
+        json.dumps(
+            {
+                "labels": [
+                    {
+                        "id": 9,
+                        "name": "aorta",
+                        "color": [1, 0, 0],
+                        "kind": "critical",
+                        "safety_key": "vessel_mm",
+                    },
+                    {"id": 40, "name": "ureter", "color": [0.2, 0.8, 0.2], "kind": "critical"},
+                ]
+            }
+        )
+    )
     monkeypatch.setenv("GUIDEPLAN_HOME", str(tmp_path))
     table = load_label_table()
     assert table.by_name("ureter").id == 40

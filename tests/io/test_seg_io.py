@@ -36,8 +36,14 @@ def _ct(folder, direction=None, name="seg") -> Volume:
     k, j, i = np.mgrid[:12, :20, :24]
     array = (40 + 3 * i - 2 * j + 5 * k).astype(np.int16)
     vol = Volume(array, (0.9, 0.8, 2.0), (-10.0, 5.0, 30.0), direction)
-    write_volume(vol, folder, SeriesSpec(modality="CT", seed=f"guideplan-seg-{name}"),
-                 rescale_intercept=-1024.0, pixel_representation=0, bits_stored=12)
+    write_volume(
+        vol,
+        folder,
+        SeriesSpec(modality="CT", seed=f"guideplan-seg-{name}"),
+        rescale_intercept=-1024.0,
+        pixel_representation=0,
+        bits_stored=12,
+    )
     return load_series(folder)
 
 
@@ -71,8 +77,11 @@ def test_seg_read_back_independently(tmp_path):
     assert ds.Modality == "SEG" and ds.SegmentationType == "BINARY"
     assert ds.FrameOfReferenceUID == src.FrameOfReferenceUID
     assert ds.StudyInstanceUID == src.StudyInstanceUID and ds.PatientID == src.PatientID
-    assert [s.SegmentLabel for s in ds.SegmentSequence] == ["lesion", "trabecular bone",
-                                                            "spinal canal"]
+    assert [s.SegmentLabel for s in ds.SegmentSequence] == [
+        "lesion",
+        "trabecular bone",
+        "spinal canal",
+    ]
     lesion = ds.SegmentSequence[0]
     assert lesion.SegmentedPropertyTypeCodeSequence[0].CodeValue == "14799000"
     # highdicom: the segment masks, placed by its own geometry, equal ours
@@ -163,10 +172,14 @@ def test_rtstruct_contours_fill_their_slices(tmp_path):
         ijk = np.array([[i0, j0, k], [i1, j0, k], [i1, j1, k], [i0, j1, k]], dtype=float)
         return ct.index_to_physical(ijk)
 
-    path = _rtstruct(ct, tmp_path, {
-        "Lesion": [ring(4, 4.5, 14.5, 3.5, 11.5), ring(4, 7.5, 10.5, 6.5, 8.5)],  # with hole
-        "Aorta": [ring(6, 1.5, 3.5, 1.5, 3.5)],
-    })
+    path = _rtstruct(
+        ct,
+        tmp_path,
+        {
+            "Lesion": [ring(4, 4.5, 14.5, 3.5, 11.5), ring(4, 7.5, 10.5, 6.5, 8.5)],  # with hole
+            "Aorta": [ring(6, 1.5, 3.5, 1.5, 3.5)],
+        },
+    )
     masks = read_rtstruct(path, ct)
     lesion = masks["Lesion"]
     assert np.flatnonzero(lesion.any(axis=(1, 2))).tolist() == [4]

@@ -61,8 +61,9 @@ def test_a_breach_to_the_canal_is_a_leak_risk_with_its_volume():
     vol, bone, _ = block_phantom()
     p = lps_grid(vol)
     # a 'canal' behind the posterior wall (+y) and a 6 mm hole through the wall
-    canal = (np.abs(p[..., 0]) < 6) & (p[..., 1] > 17.5) & (p[..., 1] < 26) & (
-        np.abs(p[..., 2]) < 13)
+    canal = (
+        (np.abs(p[..., 0]) < 6) & (p[..., 1] > 17.5) & (p[..., 1] < 26) & (np.abs(p[..., 2]) < 13)
+    )
     hole = (np.abs(p[..., 0]) < 3) & (np.abs(p[..., 2]) < 3) & (p[..., 1] > 13)
     vol.array[hole & bone] = 40  # soft tissue where the wall was
     vol.array[canal] = 0

@@ -131,6 +131,5 @@ def test_lumbar_rf_ablation_and_cement_plan():
     assert "FRACTURE_RISK_CONSOLIDATE" in evaluate_plan(ctx, [zone]).codes()
     # the trocar at the posterior wall breach: cement leak warning
     breach = predict_cement(ctx, POSTERIOR_WALL_TIP, 4.0)
-    leaks = [w for w in evaluate_plan(ctx, [zone], breach).warnings
-             if w.code == "CEMENT_LEAK_RISK"]
+    leaks = [w for w in evaluate_plan(ctx, [zone], breach).warnings if w.code == "CEMENT_LEAK_RISK"]
     assert any(w.values["site"] == "canal" and w.severity == "danger" for w in leaks)

@@ -52,8 +52,13 @@ def test_ellipsoid_signed_distance_is_exact():
 
 def _chart(rows, parameters=("time_s",), **extra) -> Device:
     return Device.from_dict(
-        {"id": "chart", "kind": "mw_antenna", "outer_diameter_mm": 2, "length_mm": 150,
-         "zone": {"model": "ellipsoid", "parameters": list(parameters), "rows": rows, **extra}},
+        {
+            "id": "chart",
+            "kind": "mw_antenna",
+            "outer_diameter_mm": 2,
+            "length_mm": 150,
+            "zone": {"model": "ellipsoid", "parameters": list(parameters), "rows": rows, **extra},
+        },
         "test",
     )
 
@@ -82,8 +87,10 @@ def test_chart_rows_are_interpolated_in_power_and_time():
 
 
 def test_sqrt_time_interpolation():
-    rows = [{"time_s": 0, "length_mm": 10, "width_mm": 2, "center_offset_mm": 5},
-            {"time_s": 400, "length_mm": 30, "width_mm": 22, "center_offset_mm": 5}]
+    rows = [
+        {"time_s": 0, "length_mm": 10, "width_mm": 2, "center_offset_mm": 5},
+        {"time_s": 400, "length_mm": 30, "width_mm": 22, "center_offset_mm": 5},
+    ]
     d = zone_dimensions(_chart(rows, time_interpolation="sqrt"), time_s=100)
     assert d.width_mm == pytest.approx(2 + 20 * math.sqrt(100 / 400))
     d = zone_dimensions(_chart(rows), time_s=100)
@@ -113,8 +120,9 @@ def test_zone_mask_matches_the_analytic_volume():
     assert z.volume_ml == pytest.approx(z.analytic_volume_ml, rel=0.01)
     assert z.analytic_volume_ml == pytest.approx(4 / 3 * math.pi * 18 * 10 * 10 / 1000)
     # centre 12 mm back from the tip along the needle
-    u = np.subtract((5, 4, 3), (-40, -30, -20)) / np.linalg.norm(np.subtract((5, 4, 3),
-                                                                              (-40, -30, -20)))
+    u = np.subtract((5, 4, 3), (-40, -30, -20)) / np.linalg.norm(
+        np.subtract((5, 4, 3), (-40, -30, -20))
+    )
     np.testing.assert_allclose(z.center_lps, np.array([5, 4, 3]) - 12 * u, atol=1e-9)
     doc = z.to_json()
     assert doc["estimate"] is True and doc["dimensions"]["length_mm"] == 36.0
@@ -140,7 +148,8 @@ def test_sphere_coverage_by_an_offset_sphere_matches_the_lens_volume():
     expected = 100 * lens_volume(10.0, 12.0, 7.0) / (4 / 3 * math.pi * 1000)
     assert fig.coverage_pct == pytest.approx(expected, rel=0.01)
     assert fig.uncovered_ml == pytest.approx(
-        (4 / 3 * math.pi * 1000 - lens_volume(10.0, 12.0, 7.0)) / 1000, rel=0.02)
+        (4 / 3 * math.pi * 1000 - lens_volume(10.0, 12.0, 7.0)) / 1000, rel=0.02
+    )
 
 
 @pytest.mark.parametrize(("zone_r", "shift", "margin"), [(13.0, 2.0, 3.0), (6.0, 2.0, -4.0)])
@@ -180,7 +189,8 @@ def test_cryo_isotherms_nest_and_close_probes_merge():
 
     def lethal_extent_x(zone):
         pts = zone.volume.index_to_physical(
-            (np.argwhere(zone.mask)[:, ::-1] + [s.start for s in zone.box[::-1]]).astype(float))
+            (np.argwhere(zone.mask)[:, ::-1] + [s.start for s in zone.box[::-1]]).astype(float)
+        )
         return pts[:, 0].max() - pts[:, 0].min()
 
     single = lethal_extent_x(one)
@@ -217,7 +227,8 @@ def test_clipping_at_thick_cortex_only():
         assert "ZONE_CLIPPED_AT_CORTEX" in {w.code for w in z.warnings}
         if removed:  # what is left of the plate's far side is within its 5 mm + 3 mm rule
             pts = z.volume.index_to_physical(
-                (np.argwhere(z.mask)[:, ::-1] + [s.start for s in z.box[::-1]]).astype(float))
+                (np.argwhere(z.mask)[:, ::-1] + [s.start for s in z.box[::-1]]).astype(float)
+            )
             assert pts[:, 1].max() < 11.0 and not z.exact
 
 

@@ -23,28 +23,68 @@ def _pt(p) -> str:
 
 def test_plan_with_a_custom_device_from_a_catalog_and_cement(tmp_path, capsys):
     catalog = tmp_path / "my_devices.json"
-    catalog.write_text(json.dumps({
-        "format": "guideplan-device-catalog",
-        "version": 1,
-        "devices": [{
-            "id": "my-rf", "kind": "rf_probe", "name": "My RF probe (IFU chart)",
-            "outer_diameter_mm": 1.5, "length_mm": 150, "approximate": False,
-            "source": "my device's instructions for use",
-            "zone": {"model": "ellipsoid", "parameters": ["time_s"],
-                     "rows": [
-                         {"time_s": 300, "length_mm": 36, "width_mm": 26,
-                          "center_offset_mm": 14},
-                         {"time_s": 600, "length_mm": 44, "width_mm": 32,
-                          "center_offset_mm": 16}]},
-        }],
-    }), encoding="utf-8")
+    catalog.write_text(
+        json.dumps(
+            {
+                "format": "guideplan-device-catalog",
+                "version": 1,
+                "devices": [
+                    {
+                        "id": "my-rf",
+                        "kind": "rf_probe",
+                        "name": "My RF probe (IFU chart)",
+                        "outer_diameter_mm": 1.5,
+                        "length_mm": 150,
+                        "approximate": False,
+                        "source": "my device's instructions for use",
+                        "zone": {
+                            "model": "ellipsoid",
+                            "parameters": ["time_s"],
+                            "rows": [
+                                {
+                                    "time_s": 300,
+                                    "length_mm": 36,
+                                    "width_mm": 26,
+                                    "center_offset_mm": 14,
+                                },
+                                {
+                                    "time_s": 600,
+                                    "length_mm": 44,
+                                    "width_mm": 32,
+                                    "center_offset_mm": 16,
+                                },
+                            ],
+                        },
+                    }
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
     entry, tip = rf_path(offset_mm=15.0)
-    code = main([
-        "plan", str(LUMBAR), "--entry", _pt(entry), "--target", _pt(tip),
-        "--labels", str(LUMBAR / "truth"), "--catalog", str(catalog),
-        "--zone-device", "my-rf", "--time-s", "450", "--cement-ml", "3",
-        "--margin-mm", "4", "--json",
-    ])
+    code = main(
+        [
+            "plan",
+            str(LUMBAR),
+            "--entry",
+            _pt(entry),
+            "--target",
+            _pt(tip),
+            "--labels",
+            str(LUMBAR / "truth"),
+            "--catalog",
+            str(catalog),
+            "--zone-device",
+            "my-rf",
+            "--time-s",
+            "450",
+            "--cement-ml",
+            "3",
+            "--margin-mm",
+            "4",
+            "--json",
+        ]
+    )
     assert code == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["device"]["id"] == "my-rf"  # the probe is also the needle checked
@@ -56,8 +96,11 @@ def test_plan_with_a_custom_device_from_a_catalog_and_cement(tmp_path, capsys):
     assert rf["dimensions"]["width_mm"] == pytest.approx(29.0)
     assert rf["dimensions"]["center_offset_mm"] == pytest.approx(15.0)
     assert rf["ellipsoids"][0]["radii_mm"] == [20.0, 14.5, 14.5]
-    np.testing.assert_allclose(rf["center_lps"], entry + (tip - entry) * (
-        1 - 15.0 / np.linalg.norm(tip - entry)), atol=0.01)
+    np.testing.assert_allclose(
+        rf["center_lps"],
+        entry + (tip - entry) * (1 - 15.0 / np.linalg.norm(tip - entry)),
+        atol=0.01,
+    )
     assert rf["volume_ml"] == pytest.approx(rf["analytic_volume_ml"], rel=0.01)
     assert rf["figures"]["coverage_pct"] == pytest.approx(100.0)
     assert t["settings"]["margin_mm"] == 4.0
@@ -78,21 +121,42 @@ def test_plan_case_evaluates_every_zone(tmp_path, capsys):
     labels[masks["bone"]] = 3
     labels[masks["lesion"]] = 1
     labels[masks["canal"]] = 4
-    seg = LabelMapNode(name="labels", array=labels, reference_id=ct_node.id, labels={
-        1: LabelInfo("lesion", (1, 0, 0)), 3: LabelInfo("trabecular bone", (1, 1, 0.8)),
-        4: LabelInfo("spinal canal", (0, 0, 1))})
+    seg = LabelMapNode(
+        name="labels",
+        array=labels,
+        reference_id=ct_node.id,
+        labels={
+            1: LabelInfo("lesion", (1, 0, 0)),
+            3: LabelInfo("trabecular bone", (1, 1, 0.8)),
+            4: LabelInfo("spinal canal", (0, 0, 1)),
+        },
+    )
     entry, tip = rf_path()
-    rf = TrajectoryNode(name="RF", entry=tuple(entry), target=tuple(tip),
-                        device_id="rf-cooltip-17g-3cm")
-    trocar = TrajectoryNode(name="trocar", entry=tuple(POSTERIOR_WALL_TIP + [-40, 60, 0]),
-                            target=tuple(POSTERIOR_WALL_TIP), device_id="trocar-11g-125")
+    rf = TrajectoryNode(
+        name="RF", entry=tuple(entry), target=tuple(tip), device_id="rf-cooltip-17g-3cm"
+    )
+    trocar = TrajectoryNode(
+        name="trocar",
+        entry=tuple(POSTERIOR_WALL_TIP + [-40, 60, 0]),
+        target=tuple(POSTERIOR_WALL_TIP),
+        device_id="trocar-11g-125",
+    )
     zones = [
-        ZoneNode(name="ablation", trajectory_id=rf.id, model="rf-ellipsoid",
-                 parameters={"time_s": 720}),
-        ZoneNode(name="cement", trajectory_id=trocar.id, model="cement-fill",
-                 parameters={"volume_ml": 3.0}),
-        ZoneNode(name="broken", trajectory_id=rf.id, model="rf-ellipsoid",
-                 parameters={"device_id": "no-such-probe"}),
+        ZoneNode(
+            name="ablation", trajectory_id=rf.id, model="rf-ellipsoid", parameters={"time_s": 720}
+        ),
+        ZoneNode(
+            name="cement",
+            trajectory_id=trocar.id,
+            model="cement-fill",
+            parameters={"volume_ml": 3.0},
+        ),
+        ZoneNode(
+            name="broken",
+            trajectory_id=rf.id,
+            model="rf-ellipsoid",
+            parameters={"device_id": "no-such-probe"},
+        ),
     ]
     scene.info = {"target": {"vertebral_level": "L2", "bone": "L2 vertebral body"}}
     for node in (ct_node, seg, rf, trocar, *zones):

@@ -46,8 +46,9 @@ def sphere(volume: Volume, center, radius: float) -> np.ndarray:
     return np.sum((p - np.asarray(center, float)) ** 2, axis=-1) <= radius**2
 
 
-def chart_device(length: float, width: float, offset: float, kind: str = "rf_probe",
-                 dev_id: str = "test-probe") -> Device:
+def chart_device(
+    length: float, width: float, offset: float, kind: str = "rf_probe", dev_id: str = "test-probe"
+) -> Device:
     """A probe whose (one-row) chart gives exactly this zone."""
     return Device.from_dict(
         {
@@ -59,8 +60,14 @@ def chart_device(length: float, width: float, offset: float, kind: str = "rf_pro
                 "model": "ellipsoid",
                 "parameters": ["time_s"],
                 "default_time_s": 600,
-                "rows": [{"time_s": 600, "length_mm": length, "width_mm": width,
-                          "center_offset_mm": offset}],
+                "rows": [
+                    {
+                        "time_s": 600,
+                        "length_mm": length,
+                        "width_mm": width,
+                        "center_offset_mm": offset,
+                    }
+                ],
             },
         },
         "test",
@@ -78,9 +85,12 @@ def spheroid_sphere_intersection(a: float, b: float, r: float) -> float:
 
 def lens_volume(r1: float, r2: float, d: float) -> float:
     """Volume of the intersection of two spheres whose centres are d apart."""
-    return (math.pi * (r1 + r2 - d) ** 2
-            * (d * d + 2 * d * r2 - 3 * r2 * r2 + 2 * d * r1 + 6 * r2 * r1 - 3 * r1 * r1)
-            / (12 * d))
+    return (
+        math.pi
+        * (r1 + r2 - d) ** 2
+        * (d * d + 2 * d * r2 - 3 * r2 * r2 + 2 * d * r1 + 6 * r2 * r1 - 3 * r1 * r1)
+        / (12 * d)
+    )
 
 
 def block_phantom(spacing: float = 0.8, lytic_radius: float = 0.0, cortex_mm: float = 1.6):

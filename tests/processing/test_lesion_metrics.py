@@ -66,11 +66,14 @@ def test_cortical_breach_is_the_part_outside_the_bone():
     assert m.posterior_wall is None  # no spinal canal: not a vertebral body
 
 
-@pytest.mark.parametrize("name, kind, breach, wall", [
-    (CASE_NAMES[0], "lytic", True, True),
-    (CASE_NAMES[1], "lytic", True, None),
-    (CASE_NAMES[2], "blastic", False, False),
-])
+@pytest.mark.parametrize(
+    "name, kind, breach, wall",
+    [
+        (CASE_NAMES[0], "lytic", True, True),
+        (CASE_NAMES[1], "lytic", True, None),
+        (CASE_NAMES[2], "blastic", False, False),
+    ],
+)
 def test_sample_cases_truth(name, kind, breach, wall):
     volume, truth, masks = sample_case(name)
     m = lesion_metrics(volume, masks["lesion"], bone=masks["bone"], canal=masks["canal"])

@@ -19,10 +19,26 @@ def _run(capsys, *argv) -> dict:
 
 def test_segment_json_and_mask(tmp_path, capsys):
     case = SAMPLES / CASE_NAMES[0]
-    doc = _run(capsys, "segment", str(case / "ct"), "--seed", "-4,44,1", "--json",
-               "--out", str(tmp_path / "lesion.nrrd"))
-    for key in ("volume_ml", "diameters_mm", "hu", "type", "cortical_breach",
-                "posterior_wall", "grow_range", "mode"):
+    doc = _run(
+        capsys,
+        "segment",
+        str(case / "ct"),
+        "--seed",
+        "-4,44,1",
+        "--json",
+        "--out",
+        str(tmp_path / "lesion.nrrd"),
+    )
+    for key in (
+        "volume_ml",
+        "diameters_mm",
+        "hu",
+        "type",
+        "cortical_breach",
+        "posterior_wall",
+        "grow_range",
+        "mode",
+    ):
         assert key in doc
     assert set(doc["hu"]) >= {"mean", "min", "max"}
     assert len(doc["diameters_mm"]) == 3
@@ -36,8 +52,16 @@ def test_segment_json_and_mask(tmp_path, capsys):
 
 def test_segment_writes_a_dicom_seg(tmp_path, capsys):
     case = SAMPLES / CASE_NAMES[2]
-    doc = _run(capsys, "segment", str(case), "--seed", "6,57,122.5", "--json",
-               "--out", str(tmp_path / "lesion.dcm"))
+    doc = _run(
+        capsys,
+        "segment",
+        str(case),
+        "--seed",
+        "6,57,122.5",
+        "--json",
+        "--out",
+        str(tmp_path / "lesion.dcm"),
+    )
     assert doc["type"] == "blastic" and doc["posterior_wall"] is False
     ds = pydicom.dcmread(doc["out"])
     assert ds.Modality == "SEG" and ds.SegmentSequence[0].SegmentLabel == "lesion"

@@ -25,8 +25,12 @@ from guideplan.processing.segmentation import (
 def grid(shape=(40, 40, 40), spacing=(0.5, 0.5, 0.5), direction=None) -> Volume:
     """A grid whose voxel (n/2, n/2, n/2) sits at the LPS origin."""
     origin = tuple(-(n // 2) * s for n, s in zip(shape[::-1], spacing, strict=True))
-    return Volume(np.zeros(shape, dtype=np.int16), spacing, origin,
-                  np.eye(3) if direction is None else direction)
+    return Volume(
+        np.zeros(shape, dtype=np.int16),
+        spacing,
+        origin,
+        np.eye(3) if direction is None else direction,
+    )
 
 
 def lattice_count(radius_vox: float, scales=(1.0, 1.0, 1.0)) -> int:
@@ -65,8 +69,9 @@ def test_disc_brush_in_an_oblique_plane_is_one_voxel_thick():
     n = np.array([0.0, 1.0, 1.0]) / math.sqrt(2)
     box, mask = brush_footprint(g, (0.0, 0.0, 0.0), 5.0, normal=n)
     kk, jj, ii = np.nonzero(mask)
-    pts = g.index_to_physical(np.stack([ii + box[2].start, jj + box[1].start,
-                                        kk + box[0].start], axis=1))
+    pts = g.index_to_physical(
+        np.stack([ii + box[2].start, jj + box[1].start, kk + box[0].start], axis=1)
+    )
     half = 0.5 * 0.5 * (abs(n[1]) + abs(n[2]))
     assert np.all(np.abs(pts @ n) <= half + 1e-9)
     # a digital plane of thickness sum|n_i| voxels: area * thickness / voxel volume
@@ -79,8 +84,9 @@ def test_disc_brush_on_a_rotated_grid_is_a_disc_in_lps():
     g = grid(direction=rot)
     box, mask = brush_footprint(g, (1.0, 2.0, -1.0), 4.0, normal=(0, 0, 1))
     kk, jj, ii = np.nonzero(mask)
-    pts = g.index_to_physical(np.stack([ii + box[2].start, jj + box[1].start,
-                                        kk + box[0].start], axis=1))
+    pts = g.index_to_physical(
+        np.stack([ii + box[2].start, jj + box[1].start, kk + box[0].start], axis=1)
+    )
     d = pts - np.array([1.0, 2.0, -1.0])
     assert np.all(np.hypot(d[:, 0], d[:, 1]) <= 4.0 + 1e-9)
     assert np.ptp(pts[:, 2]) < 1.0  # a thin layer around z = -1
@@ -90,8 +96,9 @@ def test_sweep_leaves_no_gap_between_dabs():
     g = grid()
     box, mask = brush_footprint(g, (-4.0, 0.0, 0.0), 1.5, end_lps=(4.0, 0.0, 0.0))
     kk, jj, ii = np.nonzero(mask)
-    xs = g.index_to_physical(np.stack([ii + box[2].start, jj + box[1].start,
-                                       kk + box[0].start], axis=1))[:, 0]
+    xs = g.index_to_physical(
+        np.stack([ii + box[2].start, jj + box[1].start, kk + box[0].start], axis=1)
+    )[:, 0]
     covered = np.unique(np.round(xs / 0.5).astype(int))
     assert covered.min() <= -11 and covered.max() >= 11
     assert np.all(np.diff(covered) == 1)
@@ -123,8 +130,9 @@ def test_threshold_in_a_sphere_and_in_a_box():
     assert ii.min() == 12 and ii.max() == 19  # 100-190 HU within the sphere's x range
     assert np.all((kk - 20) ** 2 + (jj - 20) ** 2 + (ii - 20) ** 2 <= 64)
     labels[:] = 0
-    threshold_region(g, labels, 1, -1000, 1000, box_lps=((-1.0, -2.0, -3.0),
-                                                         (1.0, 2.0, 3.0))).apply(labels)
+    threshold_region(
+        g, labels, 1, -1000, 1000, box_lps=((-1.0, -2.0, -3.0), (1.0, 2.0, 3.0))
+    ).apply(labels)
     assert np.count_nonzero(labels) == 5 * 9 * 13
 
 
