@@ -54,10 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     app.setStyleSheet(STYLE_SHEET)
     window = MainWindow()
     window.show()
-    if os.environ.get("GUIDEPLAN_STARTUP_PROBE"):
-        # benchmarks/bench_startup.py: report when the first slice is on screen, then quit.
+    probe = bool(os.environ.get("GUIDEPLAN_STARTUP_PROBE"))
+    if probe:
+        # benchmarks/bench_startup.py: report when the first slice is on screen, then quit
+        # (and never stop at a question: a measurement has nobody to answer it).
         window.first_slice_shown.connect(lambda: _report_startup(app))
-    if window.offer_recovery():
+    elif window.offer_recovery():
         return app.exec()
     target = Path(argv[1]) if len(argv) > 1 else default_sample_case()
     if target is None:
