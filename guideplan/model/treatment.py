@@ -17,6 +17,8 @@ Used by ``guideplan plan --case`` and, the same way, by the GUI.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +106,27 @@ def case_target(scene: Scene) -> tuple[str | None, str | None]:
         level = info["levels"][0]
     host = target.get("bone") or info.get("bone")
     return (str(level) if level else None), (str(host) if host else None)
+
+
+def treatment_snapshot(scene: Scene) -> Scene:
+    """What the treatment evaluation reads, copied into a scene of its own: the planning
+    CT (shared: never edited in place), the label maps (arrays copied), the needles and
+    the zones. Taken on the GUI thread, so a worker evaluates one consistent plan while
+    the user goes on painting or dragging."""
+    snapshot = Scene()
+    snapshot.info = copy.deepcopy(scene.info)
+    for node in scene:
+        if isinstance(node, VolumeNode) and node.role == "planning":
+            snapshot._insert(node)
+        elif isinstance(node, LabelMapNode):
+            array = None if node.array is None else node.array.copy()
+            snapshot._insert(dataclasses.replace(node, array=array))
+        elif isinstance(node, ZoneNode):
+            parameters = copy.deepcopy(node.parameters)
+            snapshot._insert(dataclasses.replace(node, parameters=parameters))
+        elif isinstance(node, TrajectoryNode):
+            snapshot._insert(dataclasses.replace(node))
+    return snapshot
 
 
 def treatment_context(

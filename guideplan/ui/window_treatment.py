@@ -286,9 +286,11 @@ class TreatmentActions:
         if self._zone_task is not None and self._zone_task.running:
             self._zone_timer.start()  # one computation at a time: try again shortly
             return
-        from guideplan.model.treatment import evaluate_scene
+        from guideplan.model.treatment import evaluate_scene, treatment_snapshot
 
-        scene, catalog, volume = self.scene, self.catalog, self.planning.volume
+        # A copy of what the evaluation reads: the user goes on editing meanwhile.
+        scene = treatment_snapshot(self.scene)
+        catalog, volume = self.catalog, self.planning.volume
 
         def task(progress, cancel):
             t0 = time.perf_counter()
