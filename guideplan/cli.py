@@ -563,22 +563,6 @@ def _default_of_kind(args: argparse.Namespace, kind: str) -> str:
     return found[0].id
 
 
-def _sample_case_target(series: str | None) -> tuple[str | None, str | None]:
-    """(level, host bone) stated by a bundled sample case's case.json (not its truth/)."""
-    if not series:
-        return None, None
-    info = Path(series) / "case.json"
-    if not info.is_file():
-        return None, None
-    try:
-        target = json.loads(info.read_text(encoding="utf-8")).get("target", {})
-    except (OSError, ValueError):
-        return None, None
-    if not isinstance(target, dict):
-        return None, None
-    return target.get("vertebral_level"), target.get("bone")
-
-
 def _plan_treatment(args, inputs, path_ctx, lesion_only, entry, target) -> dict:
     """Zones of --zone-device / --cement-ml / --ethanol-ml and their evaluation."""
     import numpy as np
@@ -593,7 +577,9 @@ def _plan_treatment(args, inputs, path_ctx, lesion_only, entry, target) -> dict:
     catalog = load_catalog(*args.catalog)
     needles = [(entry, target)] + [_parse_path(text) for text in args.extra_path]
     tips = np.array([t for _, t in needles])
-    level, host = _sample_case_target(args.series)
+    from guideplan.io.sample_case import sample_target
+
+    level, host = sample_target(args.series)
     masks = dict(named) if named is not None else {}
     if lesion_only is not None:
         masks["lesion"] = lesion_only

@@ -13,6 +13,7 @@ the scene-to-view refresh.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
@@ -464,12 +465,15 @@ class MainWindow(
             return
         if not self._confirm_discard():
             return
+        on_loaded = self.set_planning_volume
         if (path / "ct").is_dir() and pick_planning:
-            path = path / "ct"
+            from guideplan.io.sample_case import read_sample_info
 
-        self.load_series_from(
-            path, self.set_planning_volume, "Loading series", ask=not pick_planning
-        )
+            info = read_sample_info(path)  # a sample case: its indication and target
+            path = path / "ct"
+            on_loaded = partial(self.set_planning_volume, case_info=info)
+
+        self.load_series_from(path, on_loaded, "Loading series", ask=not pick_planning)
 
     def load_series_from(self, path: Path, on_loaded, title: str, ask: bool = True) -> None:
         """Scan ``path`` and load one series in the background: the planning CT, or the
@@ -500,8 +504,9 @@ class MainWindow(
             "Scanning",
         )
 
-    def set_planning_volume(self, volume: Volume) -> None:
-        """Start a new, unsaved plan on this volume."""
+    def set_planning_volume(self, volume: Volume, case_info: dict | None = None) -> None:
+        """Start a new, unsaved plan on this volume (with a sample case's information:
+        indication, findings, target bone and level)."""
         from guideplan.render.snapshot import default_window_level
 
         scene = Scene()
@@ -517,6 +522,7 @@ class MainWindow(
         scene.info.update(
             patient_name=volume.meta.get("patient_name", ""),
             patient_id=volume.meta.get("patient_id", ""),
+            **(case_info or {}),
         )
         self.set_scene(scene, case_path=None)
 

@@ -306,3 +306,17 @@ def test_a_zone_reaching_the_canal_is_warned_without_segmenting_it(window, qtbot
     assert "NERVE_THERMAL_RISK" in text or "CORD_THERMAL_RISK" in text
     assert "canal" in text.lower()
     window.scene.history.mark_clean()
+
+
+def test_a_sample_case_opened_in_the_window_knows_its_level(window, qtbot):
+    """Opening the lumbar sample carries its indication and target (L2: below the
+    conus) into the plan, so a zone reaching the canal is a nerve-root risk."""
+    from pathlib import Path
+
+    case = Path(__file__).resolve().parents[2] / "sample_data" / "case01_l2_lytic_rfa_cement"
+    phantom = window.planning
+    window.open_path(case, pick_planning=True)
+    qtbot.waitUntil(lambda: window.planning is not phantom, timeout=60000)
+    assert window.scene.info["target"]["vertebral_level"] == "L2"
+    assert window.scene.info["indication"]
+    window.scene.history.mark_clean()
