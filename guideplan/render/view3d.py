@@ -329,11 +329,15 @@ class View3D:
         return ends[0], direction / np.linalg.norm(direction)
 
     def reset_camera(self) -> None:
-        """Anterior view, head up: the patient's left on the screen's right."""
+        """Head up, looking at the side of the patient that faces up on the table: the
+        front (the patient's left on the screen's right) for a supine scan, the back for
+        a prone one (as the operator stands over a prone patient)."""
         camera = self.renderer.GetActiveCamera()
         centre = self.volume.center_lps() if self.volume is not None else np.zeros(3)
+        position = (self.volume.meta.get("patient_position", "") if self.volume else "") or ""
+        side = 1.0 if position.upper().endswith("P") else -1.0  # +y is posterior
         camera.SetFocalPoint(*centre)
-        camera.SetPosition(*(centre + np.array([0.0, -800.0, 0.0])))
+        camera.SetPosition(*(centre + np.array([0.0, 800.0 * side, 0.0])))
         camera.SetViewUp(0.0, 0.0, 1.0)
         self.renderer.ResetCamera()
         camera.Zoom(1.3)

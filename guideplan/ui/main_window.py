@@ -14,6 +14,7 @@ the scene-to-view refresh.
 from __future__ import annotations
 
 from functools import partial
+from html import escape
 from pathlib import Path
 from typing import ClassVar
 
@@ -955,9 +956,17 @@ class MainWindow(
             self.info.setText("")
             return
         volume = self.planning.volume
-        warnings = "".join(f"<br>⚠ {w}" for w in volume.meta.get("warnings", []))
+        warnings = "".join(f"<br>⚠ {escape(str(w))}" for w in volume.meta.get("warnings", []))
+        info = self.scene.info if isinstance(self.scene.info, dict) else {}
+        case = ""
+        if info.get("title") or info.get("indication"):  # a sample case: what it teaches
+            case = (
+                f"<b>{escape(str(info.get('title', '')))}</b><br>"
+                f"{escape(str(info.get('indication', '')))}<br><br>"
+            )
         self.info.setText(
-            f"<b>{volume.meta.get('description') or 'Series'}</b> ({volume.modality})<br>"
+            f"{case}<b>{escape(volume.meta.get('description') or 'Series')}</b> "
+            f"({volume.modality})<br>"
             f"{'×'.join(map(str, volume.size))} voxels<br>"
             f"{' × '.join(f'{s:.2f}' for s in volume.spacing)} mm{warnings}"
         )
