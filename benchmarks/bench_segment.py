@@ -78,7 +78,7 @@ def bench_brush_gui(steps: int = 90) -> dict:
 
     os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
     sys.path.insert(0, str(HERE))
-    from gui_bench import close_window, empty_frame_ms, open_sample_window
+    from gui_bench import close_window, empty_frame_ms, open_sample_window, step_figures
 
     app, window, centre = open_sample_window(settle_s=2.0)
     window.set_tool("brush")
@@ -115,12 +115,10 @@ def bench_brush_gui(steps: int = 90) -> dict:
     floor = empty_frame_ms(app, window)
     window._surface_timer.stop()
     close_window(window)
+    figures = step_figures("brush_step", times, compute, staleness)
+    figures["edit_ms_median"] = figures.pop("compute_ms_median")
     return {
-        "brush_step_ms_median": statistics.median(times),
-        "brush_step_ms_p90": float(np.percentile(times, 90)),
-        "edit_ms_median": statistics.median(compute),
-        "stale_ms_median": statistics.median(staleness) if staleness else 0.0,
-        "stale_ms_p90": float(np.percentile(staleness, 90)) if staleness else 0.0,
+        **figures,
         "empty_frames_ms_median": floor,
         "steps": steps,
     }

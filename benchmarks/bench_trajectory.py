@@ -26,7 +26,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gui_bench import close_window, empty_frame_ms, open_sample_window  # noqa: E402
+from gui_bench import (  # noqa: E402
+    close_window,
+    empty_frame_ms,
+    open_sample_window,
+    step_figures,
+)
 
 CASE = ROOT / "sample_data" / "case01_l2_lytic_rfa_cement"
 
@@ -72,11 +77,7 @@ def bench_drag(steps: int = 90) -> dict:
     floor = empty_frame_ms(app, window)
     close_window(window)
     return {
-        "drag_step_ms_median": statistics.median(times),
-        "drag_step_ms_p90": float(np.percentile(times, 90)),
-        "compute_ms_median": statistics.median(compute),
-        "stale_ms_median": statistics.median(staleness) if staleness else 0.0,
-        "stale_ms_p90": float(np.percentile(staleness, 90)) if staleness else 0.0,
+        **step_figures("drag_step", times, compute, staleness),
         "all_views_ms_median": statistics.median(full),
         "empty_frames_ms_median": floor,
         "steps": steps,

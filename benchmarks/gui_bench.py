@@ -75,3 +75,15 @@ def empty_frame_ms(app, window) -> float:
     for blank in blanks:
         blank.close()
     return statistics.median(runs)
+
+
+def step_figures(prefix: str, times: list[float], compute: list[float], staleness: list[float]):
+    """Median and p90 of the steps of a gesture (ms), the plan work inside them, and how
+    out of date the other views were."""
+    return {
+        f"{prefix}_ms_median": statistics.median(times),
+        f"{prefix}_ms_p90": float(np.percentile(times, 90)),
+        "compute_ms_median": statistics.median(compute),
+        "stale_ms_median": statistics.median(staleness) if staleness else 0.0,
+        "stale_ms_p90": float(np.percentile(staleness, 90)) if staleness else 0.0,
+    }
