@@ -58,13 +58,26 @@ class RenderScheduler(QObject):
         return set(self._dirty)
 
     def begin_gesture(self, view: str) -> None:
-        """``view`` is being dragged in: it draws first, every step."""
+        """``view`` is being dragged in: it draws first, every step; views that have a
+        cheaper way of drawing while something moves use it until the gesture ends."""
         self.gesture_view = view
+        self._set_interactive(True)
 
     def end_gesture(self) -> None:
         """The gesture is over: draw everything still pending now."""
         self.gesture_view = None
+        self.request(self._set_interactive(False))  # their full-quality picture
         self.flush()
+
+    def _set_interactive(self, on: bool) -> list[str]:
+        """Switch the views that can draw more cheaply during gestures; their names."""
+        switched = []
+        for name, widget in self._views().items():
+            switch = getattr(widget, "set_interactive", None)
+            if switch is not None:
+                switch(on)
+                switched.append(name)
+        return switched
 
     def mark_step(self) -> None:
         """The current input event started now: the frame budget counts from here."""

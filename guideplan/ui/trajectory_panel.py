@@ -119,6 +119,7 @@ class TrajectoryPanel(QWidget):
         box.setContentsMargins(0, 0, 0, 0)
         box.addWidget(QLabel("<b>Trajectories</b>"))
         self.list = QListWidget()
+        self._list_key: object = None
         self.list.setMaximumHeight(90)
         self.list.currentItemChanged.connect(self._on_current)
         self.list.itemChanged.connect(self._on_renamed)
@@ -203,6 +204,10 @@ class TrajectoryPanel(QWidget):
         self, items: list[tuple[str, str]], current: str | None, colours: dict | None = None
     ) -> None:
         """The needles (id, name), the selected one, and each one's colour swatch."""
+        key = (tuple(items), current, tuple(sorted((colours or {}).items())))
+        if key == self._list_key:
+            return  # unchanged (a needle being dragged): keep the list as it is
+        self._list_key = key
         self.list.blockSignals(True)
         self.list.clear()
         for node_id, name in items:

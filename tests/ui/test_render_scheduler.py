@@ -87,3 +87,28 @@ def test_end_of_gesture_draws_everything_pending(qtbot):
     scheduler.end_gesture()
     assert not scheduler.pending()
     assert all(len(v.draws) == 1 for v in views.values())
+
+
+class FakeView3D(FakeView):
+    """A view with a cheaper drawing mode during gestures."""
+
+    def __init__(self, cost_ms: float) -> None:
+        super().__init__(cost_ms)
+        self.interactive: list[bool] = []
+
+    def set_interactive(self, on: bool) -> None:
+        self.interactive.append(on)
+
+
+def test_cheap_mode_during_gestures_and_a_full_picture_after(qtbot):
+    views, scheduler = make(qtbot, {"axial": 1})
+    view3d = FakeView3D(1)
+    qtbot.addWidget(view3d)
+    view3d.show()
+    views["3d"] = view3d
+    scheduler.begin_gesture("axial")
+    assert view3d.interactive == [True]
+    scheduler.end_gesture()
+    assert view3d.interactive == [True, False]
+    assert len(view3d.draws) == 1  # drawn again in full quality, though nothing asked
+    assert views["axial"].draws == []
