@@ -377,6 +377,8 @@ def build_cases() -> dict[str, CaseSpec]:
                 "blastic, stable lesion (SINS low)."
             ),
             planning_notes=(
+                "Planning CT acquired PRONE (HFP), the position of the procedure; the "
+                "prior CT and the MR are supine diagnostic scans.",
                 "Spinal cord at this level: keep the ablation zone at least the cord "
                 "distance setting away from the canal.",
                 "Costotransverse access passes close to the lung base and the pleura.",
@@ -384,11 +386,13 @@ def build_cases() -> dict[str, CaseSpec]:
             ct=Acquisition(
                 "ct",
                 "CT",
-                "Planning CT T8-T12 non-contrast",
+                "Planning CT T8-T12 non-contrast prone",
                 (420, 320, 110),
                 (0.78, 0.78, 1.0),
-                AXIAL,
-                center_mm=(0.0, 20.0, c3[2]),
+                AXIAL_PRONE,
+                # the couch is anterior: the field of view leans forward (supine: y = 20)
+                center_mm=(0.0, 14.0, c3[2]),
+                patient_position="HFP",
                 study_date="20260324",
                 study_time="100000",
                 study_description="CT-guided spine intervention",

@@ -80,8 +80,9 @@ def test_series_are_distinct_frames_of_reference(coarse_cases: dict[str, Path]) 
             uids.add(ds.FrameOfReferenceUID)
             expected = getattr(specs[case.name], sub).patient_position
             assert ds.PatientPosition == expected, (case.name, sub)
-            # the spine case is planned prone; every diagnostic prior is supine
-            prone = case.name == "case01_l2_lytic_rfa_cement" and sub == "ct"
+            # the spine cases are planned prone; every diagnostic prior is supine
+            spine = ("case01_l2_lytic_rfa_cement", "case03_t10_blastic")
+            prone = case.name in spine and sub == "ct"
             assert expected == ("HFP" if prone else "HFS")
         assert len(uids) == 3
 
