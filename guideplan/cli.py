@@ -764,6 +764,11 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
         return 0
     print(f"{doc['valid']} of {doc['evaluated']} paths are possible ({source} structures)")
+    if not doc["evaluated"]:
+        print(
+            f"No skin is reachable for a {doc['position']} patient: a vertebral body is "
+            "reached from behind. Use --position prone (or the position of the procedure)."
+        )
     for rank, c in enumerate(doc["suggestions"], start=1):
         print(
             f"{rank}. entry {c['entry_lps']}  {c['route']:<22} length {c['length_mm']} mm, "

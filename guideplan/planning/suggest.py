@@ -149,6 +149,16 @@ def _long_axis(volume) -> int:
     return 2 - index_axis
 
 
+def _is_vertebral_target(ctx: PathContext, target: np.ndarray) -> bool:
+    """A target in bone close in front of the spinal canal: a vertebral body."""
+    rule = ctx.settings["vertebral_access"]
+    canals = [f for f in ctx.structures if "canal" in f.name.lower()]
+    if not canals or not ctx.target_in_bone(target):
+        return False
+    near = float(rule["canal_within_mm"])
+    return any(float(f.distance(target[None, :])[0]) <= near for f in canals)
+
+
 def outside_air(ctx: PathContext) -> OutsideAir:
     """The context's outside-air mask, computed once."""
     cached = getattr(ctx, "_outside_air", None)
@@ -178,6 +188,13 @@ def suggest_entries(
             )
         axis, min_cos = POSITIONS[position]
         directions = directions[directions @ axis >= min_cos]
+    if _is_vertebral_target(ctx, target):
+        # Needles reach a vertebral body from behind (transpedicular, parapedicular,
+        # costovertebral); an anterior path crosses organs this search cannot see.
+        rule = ctx.settings["vertebral_access"]
+        directions = directions[directions[:, 1] >= float(rule["min_posterior_cos"])]
+    if len(directions) == 0:  # e.g. a vertebral body of a supine patient: no skin to use
+        return Suggestions(target=target, candidates=[])
     if progress:
         progress(0.1, "Finding the skin")
     outside = outside_air(ctx)

@@ -215,3 +215,26 @@ def test_top_suggestion_with_automatic_structures_is_sensible(case):
     else:  # a superficial iliac lesion: a short straight path on its own side
         assert best.length_mm < 60.0
         assert np.sign(best.entry[0]) == np.sign(target[0])
+
+
+def test_a_vertebral_body_is_reached_from_behind():
+    """Without a position (or supine), the thoracic sample's vertebral target gets no
+    anterior path through the chest: posterior routes, or none at all when supine."""
+    folder = SAMPLES / "case03_t10_blastic"
+    vol = load_series(folder / "ct")
+    canal = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "truth" / "canal.nrrd"))) > 0
+    ctx = PathContext(vol, [StructureField.from_mask("spinal canal", canal, vol, 10.0)])
+    target = np.array(
+        json.loads((folder / "truth" / "truth.json").read_text())["lesion"]["center_lps"]
+    )
+    trocar = load_catalog().get("trocar-11g-125")
+    anywhere = suggest_entries(ctx, target, trocar, position=None)
+    assert anywhere.ranked
+    assert all(c.direction[1] >= 0.17 for c in anywhere.candidates)
+    assert anywhere.ranked[0].entry[1] > target[1] + 30
+    supine = suggest_entries(ctx, target, trocar, position="supine")
+    assert supine.candidates == [] and supine.ranked == []
+    # Bone with no spinal canal beside it (the phantom's ball) keeps every direction.
+    phantom, _ = _phantom()
+    free = suggest_entries(PathContext(phantom, []), (0.0, 0.0, 0.0), trocar, position="supine")
+    assert free.ranked and all(c.entry[1] < 0 for c in free.ranked)
