@@ -38,12 +38,10 @@ def load_json(name: str) -> dict[str, Any]:
     working when a newer one adds settings."""
     default = PACKAGE_RESOURCES / name
     user = user_resources_dir() / name
-    data = _read_json(default) if default.exists() or not user.exists() else {}
-    if user.exists():
-        data = _overlay(data, _read_json(user))
-    elif not default.exists():
-        _read_json(default)  # raises the "missing" message
-    return data
+    if not user.exists():
+        return _read_json(default)  # says so when it is missing
+    mine = _read_json(user)
+    return _overlay(_read_json(default), mine) if default.exists() else mine
 
 
 def _read_json(path: Path) -> Any:

@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
 from guideplan.core.errors import GuideplanError
 from guideplan.core.volume import Volume
@@ -29,24 +28,10 @@ def _stem(path: Path) -> str:
 
 
 def read_label_image(path: str | os.PathLike, reference: Volume) -> np.ndarray:
-    """One label image resampled onto ``reference``'s grid, as an integer [k, j, i] array."""
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        raise GuideplanError(
-            f"Cannot read the mask {path} ({str(exc).splitlines()[0]}).",
-            hint="Give .nrrd, .nii(.gz) or .mha files.",
-        ) from None
-    ref = reference.to_sitk()
-    same = (
-        image.GetSize() == ref.GetSize()
-        and np.allclose(image.GetSpacing(), ref.GetSpacing(), atol=1e-4)
-        and np.allclose(image.GetOrigin(), ref.GetOrigin(), atol=1e-3)
-        and np.allclose(image.GetDirection(), ref.GetDirection(), atol=1e-4)
-    )
-    if not same:
-        image = sitk.Resample(image, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-    return sitk.GetArrayFromImage(image).astype(np.int32)
+    """One label image on ``reference``'s grid, as an integer [k, j, i] array."""
+    from guideplan.io.seg_io import read_labelmap  # (highdicom) only when masks are read
+
+    return read_labelmap(path, reference).array.astype(np.int32)
 
 
 def read_masks(path: str | os.PathLike, reference: Volume) -> dict[str, np.ndarray]:

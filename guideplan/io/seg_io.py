@@ -475,7 +475,10 @@ def read_labelmap(path: str | os.PathLike, reference: Volume | None = None) -> V
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        raise SegmentationFileError(f"Cannot read {path} as a label image ({exc}).") from None
+        raise SegmentationFileError(
+            f"Cannot read {path} as a label image ({str(exc).splitlines()[0]}).",
+            hint="Give .nrrd, .nii(.gz) or .mha files.",
+        ) from None
     if image.GetDimension() != 3:
         raise SegmentationFileError(f"{path} is not a 3D image.")
     if image.GetNumberOfComponentsPerPixel() != 1:

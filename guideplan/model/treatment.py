@@ -255,6 +255,14 @@ def _merge_cement(results: list[CementResult]) -> CementResult | None:
     return merged
 
 
+def with_probes(parameters: dict[str, Any], probe_ids: list[str]) -> dict[str, Any]:
+    """A zone's parameters with these further probes (none: the key is dropped)."""
+    out = {k: v for k, v in parameters.items() if k != "probe_trajectory_ids"}
+    if probe_ids:
+        out["probe_trajectory_ids"] = list(probe_ids)
+    return out
+
+
 def delete_trajectory_command(scene: Scene, trajectory_id: str) -> Group:
     """Delete a needle and keep the treatment consistent, as one undo step.
 
@@ -265,23 +273,15 @@ def delete_trajectory_command(scene: Scene, trajectory_id: str) -> Group:
     commands: list = []
     for zone in scene.nodes_of(ZoneNode):
         probes = [str(t) for t in zone.parameters.get("probe_trajectory_ids", [])]
+        others = [t for t in probes if t != trajectory_id and t in scene]
         if zone.trajectory_id == trajectory_id:
-            others = [t for t in probes if t != trajectory_id and t in scene]
             if not others:
                 commands.append(RemoveNode(zone.id))
                 continue
-            params = {**zone.parameters, "probe_trajectory_ids": others[1:]}
-            if not others[1:]:
-                params.pop("probe_trajectory_ids")
+            params = with_probes(zone.parameters, others[1:])
             commands.append(SetFields(zone.id, {"trajectory_id": others[0], "parameters": params}))
         elif trajectory_id in probes:
-            params = {
-                **zone.parameters,
-                "probe_trajectory_ids": [t for t in probes if t != trajectory_id],
-            }
-            if not params["probe_trajectory_ids"]:
-                params.pop("probe_trajectory_ids")
-            commands.append(SetField(zone.id, "parameters", params))
+            commands.append(SetField(zone.id, "parameters", with_probes(zone.parameters, others)))
     commands.append(RemoveNode(trajectory_id))
     node = scene.find(trajectory_id)
     return Group(commands, text=f"Delete {node.name if node is not None else 'needle'}")

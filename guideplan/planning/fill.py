@@ -20,6 +20,7 @@ volume is conserved to one voxel's capacity.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -73,19 +74,12 @@ class FillSettings:
 
     @classmethod
     def ethanol(cls) -> FillSettings:
-        base = cls.cement()
+        """The cement's bone model, with ethanol's barrier, speed and spread."""
         v = _values("ethanol")
-        return cls(
+        return dataclasses.replace(
+            cls.cement(),
             barrier_hu=float(v["barrier_hu"]),
-            smoothing_mm=base.smoothing_mm,
-            marrow_hu=base.marrow_hu,
-            solid_bone_hu=base.solid_bone_hu,
-            reference_hu=base.reference_hu,
-            interior_bone_min_hu=base.interior_bone_min_hu,
-            cavity_min_hu=base.cavity_min_hu,
             max_relative_speed=float(v["max_relative_speed"]),
-            min_relative_speed=base.min_relative_speed,
-            min_porosity=base.min_porosity,
             capacity="full",
             distribution_factor=float(v["distribution_factor"]),
         )

@@ -65,6 +65,7 @@ from guideplan.planning.path_analysis import PathContext
 from guideplan.render.fusion_layer import FusionLayer
 from guideplan.render.label_layer import LabelLayer
 from guideplan.render.slice_view import Overlay2D
+from guideplan.render.zone_layer import ZoneLayer
 from guideplan.ui.fusion_panel import FusionPanel
 from guideplan.ui.render_scheduler import RenderScheduler
 from guideplan.ui.segment_panel import SegmentPanel
@@ -122,7 +123,7 @@ class MainWindow(
         self.needle_views = False
         self.active_prior: str | None = None
         self.label_layers: dict[str, LabelLayer] = {}
-        self.zone_layers: dict[str, LabelLayer] = {}
+        self.zone_layers: dict[str, ZoneLayer] = {}
         self._zone_actors: list = []
         self._zone_timer = QTimer(self)
         self._zone_timer.setSingleShot(True)

@@ -21,6 +21,7 @@ import numpy as np
 
 from guideplan.model.commands import AddNode, RemoveNode, SetField
 from guideplan.model.nodes import LabelMapNode, TrajectoryNode, ZoneNode
+from guideplan.model.treatment import with_probes
 from guideplan.planning.devices import load_catalog
 from guideplan.render.label_layer import surface_actor
 from guideplan.render.zone_layer import CHANNELS_BY_NAME, ZoneLayer, zone_surfaces
@@ -128,9 +129,7 @@ class TreatmentActions:
         self.scene.execute(RemoveNode(zone.id))
 
     def _set_probes(self, zone: ZoneNode, ids: list[str], text: str = "Cryoprobes") -> None:
-        params = {**zone.parameters, "probe_trajectory_ids": list(ids)}
-        if not ids:
-            params.pop("probe_trajectory_ids")
+        params = with_probes(zone.parameters, ids)
         if params != zone.parameters:
             self.scene.execute(SetField(zone.id, "parameters", params, text=text))
 
