@@ -54,10 +54,7 @@ from guideplan.core.progress import (
 from guideplan.core.resources import load_json
 from guideplan.core.volume import Volume
 from guideplan.processing import masks
-
-#: Values of :func:`bone_labels`.
-CORTICAL = 1
-TRABECULAR = 2
+from guideplan.processing.bone import CORTICAL, TRABECULAR, bone_labels, bone_mask
 
 _LUMBAR = ("L1", "L2", "L3", "L4", "L5")
 _THORACIC = tuple(f"T{n}" for n in range(1, 13))
@@ -103,69 +100,10 @@ def skin_mask(
     return masks.outer_layers(body, layers, axis)
 
 
-#: Re-exported: the 3D view and older callers import it from here.
+#: Re-exported: the 3D view and older callers import it from here (and bone from
+#: :mod:`guideplan.processing.bone`).
 largest_component = masks.largest_component
-
-
-# ======================================================================================
-# bone
-# ======================================================================================
-
-
-def bone_labels(
-    volume: Volume,
-    body: np.ndarray | None = None,
-    progress: ProgressFn | None = None,
-    cancel: CancelFn | Any = None,
-) -> np.ndarray:
-    """uint8 [k, j, i]: 0 outside bone, :data:`CORTICAL`, :data:`TRABECULAR`."""
-    cfg = _settings("bone")
-    cancel = as_cancel(cancel)
-    sp = _spacing_kji(volume)
-    if body is None:
-        body = body_mask(volume)
-    out = np.zeros(volume.array.shape, dtype=np.uint8)
-    margin = [int(np.ceil(3 * float(cfg["smoothing_mm"]) / s)) + 1 for s in sp]
-    box = mask_bounds(body & (volume.array > float(cfg["threshold_hu"])), margin)
-    if box is None:
-        return out
-    _report(progress, 0.05, "Bone: smoothing")
-    smooth = masks.smooth(volume.array[box], sp, float(cfg["smoothing_mm"]))
-    check_cancel(cancel, "Bone segmentation")
-    bone = (smooth > float(cfg["threshold_hu"])) & body[box]
-    bone = _components_with(
-        bone, smooth > float(cfg["cortical_hu"]), int(cfg["min_cortical_voxels"])
-    )
-    _report(progress, 0.3, "Bone: filling marrow")
-    bone = masks.fill_holes(bone)
-    check_cancel(cancel, "Bone segmentation")
-    # Outer band: keep only voxels above the local half-maximum (cortex peak vs muscle).
-    _report(progress, 0.5, "Bone: surface")
-    # one distance map for both the surface band and the cortex depth
-    depth = masks.distance_to(~bone, sp)
-    band = bone & (depth <= float(cfg["surface_band_mm"]))
-    radius = [max(1, int(round(float(cfg["local_max_mm"]) / s))) for s in sp]
-    peak = masks.max_filter(smooth, radius)
-    half = np.clip(
-        0.5 * (peak + float(cfg["surface_reference_hu"])),
-        float(cfg["threshold_hu"]),
-        float(cfg["surface_max_hu"]),
-    )
-    bone &= ~(band & (smooth < half))
-    check_cancel(cancel, "Bone segmentation")
-    _report(progress, 0.8, "Bone: cortex")
-    cortical = (
-        bone & (smooth >= float(cfg["cortical_hu"])) & (depth <= float(cfg["cortex_depth_mm"]))
-    )
-    block = np.where(cortical, CORTICAL, np.where(bone, TRABECULAR, 0)).astype(np.uint8)
-    out[box] = block
-    _report(progress, 1.0, "Bone done")
-    return out
-
-
-def bone_mask(volume: Volume, body: np.ndarray | None = None) -> np.ndarray:
-    """Boolean bone mask (cortical and trabecular together)."""
-    return bone_labels(volume, body) > 0
+__all__ = ["CORTICAL", "TRABECULAR", "bone_labels", "bone_mask", "largest_component"]
 
 
 # ======================================================================================
@@ -846,17 +784,6 @@ def _plane_base(volume: Volume, axis: int) -> tuple[np.ndarray, np.ndarray, tupl
 def _plane_centre(volume: Volume, axis: int, k: int, mask2d: np.ndarray) -> np.ndarray:
     x, y = _plane_lps(volume, axis, k)
     return np.array([x[mask2d].mean(), y[mask2d].mean()])
-
-
-def _components_with(mask: np.ndarray, marker: np.ndarray, min_count: int) -> np.ndarray:
-    """The 26-connected components of ``mask`` holding >= ``min_count`` marker voxels."""
-    if not mask.any():
-        return mask
-    comps = masks.components(mask)
-    counts = np.bincount(comps[marker & mask].ravel(), minlength=int(comps.max()) + 1)
-    keep = counts >= min_count
-    keep[0] = False
-    return keep[comps]
 
 
 def _report(progress: ProgressFn | None, fraction: float, message: str) -> None:
