@@ -468,7 +468,7 @@ def _planning_context(args: argparse.Namespace, inputs=None):
     """CT, structures (from --labels, else automatic) and device for plan/suggest."""
     from guideplan.planning.devices import load_catalog
     from guideplan.planning.path_analysis import PathContext
-    from guideplan.planning.structures import auto_structures, structures_from_masks
+    from guideplan.planning.structures import auto_structures_with_status, structures_from_masks
 
     volume, named, source = inputs or _planning_inputs(args)
     catalog = load_catalog(*args.catalog)
@@ -477,10 +477,15 @@ def _planning_context(args: argparse.Namespace, inputs=None):
         masks = dict(named)
         lesion = masks.pop("lesion", None)
         structures = structures_from_masks(masks, volume)
+        canal = None
+        if not any(f.is_canal for f in structures):
+            # no canal among the labels: the automatic one (with its status) stands in
+            auto, canal = auto_structures_with_status(volume)
+            structures += auto
     else:
         lesion = None
-        structures = auto_structures(volume)
-    return PathContext(volume, structures, lesion=lesion), device, source
+        structures, canal = auto_structures_with_status(volume)
+    return PathContext(volume, structures, lesion=lesion, canal_finding=canal), device, source
 
 
 def _wants_treatment(args: argparse.Namespace) -> bool:
@@ -593,6 +598,7 @@ def _plan_treatment(args, inputs, path_ctx, lesion_only, entry, target) -> dict:
     )
     if named is None:  # automatic structures (the canal) plus the skin found from the CT
         ctx.structures = list(path_ctx.structures) + [f for f in ctx.structures if f.name == "skin"]
+        ctx.canal_finding = path_ctx.canal_finding
     zones = []
     zone_id = args.zone_device
     if zone_id is None and args.ethanol_ml is not None:

@@ -32,7 +32,7 @@ import numpy as np
 from guideplan.planning import grid
 from guideplan.planning.cement import CementResult
 from guideplan.planning.context import TreatmentContext, settings_values
-from guideplan.planning.path_analysis import SEVERITY_ORDER, PlanWarning
+from guideplan.planning.path_analysis import SEVERITY_ORDER, PlanWarning, canal_unknown_warning
 from guideplan.planning.structures import StructureField
 from guideplan.planning.zones import Zone, estimate_statement
 
@@ -108,6 +108,7 @@ class Evaluation:
     warnings: list[PlanWarning]
     settings: dict[str, Any]
     lesion: dict[str, Any] | None
+    structures_status: dict[str, Any] = field(default_factory=dict)
 
     @property
     def worst_severity(self) -> str:
@@ -137,6 +138,7 @@ class Evaluation:
             "combined": None if self.combined is None else self.combined.to_json(),
             "warnings": [w.to_json() for w in self.warnings],
             "worst_severity": self.worst_severity,
+            "structures_status": self.structures_status,
         }
 
 
@@ -333,6 +335,7 @@ def evaluate_plan(
         cement_result=cement,
         warnings=warnings,
         settings=_settings_json(ctx),
+        structures_status=_structures_status(ctx),
         lesion=None
         if facts is None
         else {
@@ -361,6 +364,16 @@ def _merge_distances(figures: list[ZoneFigures]) -> list[StructureRisk]:
     return list(best.values())
 
 
+def _structures_status(ctx: TreatmentContext) -> dict[str, Any]:
+    finding = ctx.canal_status()
+    return {} if finding is None else {"canal": finding.to_json()}
+
+
+def _canal_usable(ctx: TreatmentContext) -> bool:
+    finding = ctx.canal_status()
+    return finding is None or finding.usable
+
+
 def _settings_json(ctx: TreatmentContext) -> dict[str, Any]:
     return {
         "margin_mm": ctx.margin_mm,
@@ -372,7 +385,7 @@ def _settings_json(ctx: TreatmentContext) -> dict[str, Any]:
         "canal_holds": {True: "cauda equina", False: "spinal cord", None: "unknown (cord assumed)"}[
             ctx.below_conus()
         ]
-        if ctx.canal_field()
+        if ctx.canal_field() and _canal_usable(ctx)
         else None,
     }
 
@@ -461,6 +474,10 @@ def _warnings(
             )
     if cement is not None:
         out.extend(cement.warnings)
+    if per_zone:
+        unknown = canal_unknown_warning(ctx.canal_status())
+        if unknown is not None:
+            out.append(unknown)
     fracture = _fracture_risk(ctx, per_zone, cement)
     if fracture is not None:
         out.append(fracture)
