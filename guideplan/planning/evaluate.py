@@ -33,7 +33,7 @@ from guideplan.planning import grid
 from guideplan.planning.cement import CementResult
 from guideplan.planning.context import TreatmentContext, settings_values
 from guideplan.planning.path_analysis import SEVERITY_ORDER, PlanWarning, canal_unknown_warning
-from guideplan.planning.structures import StructureField
+from guideplan.planning.structures import StructureField, is_canal_name
 from guideplan.planning.zones import Zone, estimate_statement
 
 ABLATION_KINDS = ("thermal", "cryo", "ethanol")
@@ -265,7 +265,8 @@ def _field_min(ctx: TreatmentContext, f: StructureField, zone: Zone, surface: np
 def risk_code(ctx: TreatmentContext, name: str) -> str:
     """The warning a structure raises when a zone comes too close (treatment.json)."""
     table = ctx.settings["structure_risks"]
-    key = name.lower()
+    # the cord, the thecal sac, "spinal_cord" ...: the canal's rule, whatever the name
+    key = "spinal canal" if is_canal_name(name) else name.lower()
     for rule in table["rules"]:
         if any(word in key for word in rule["words"]):
             if "below_conus_code" in rule and ctx.below_conus():

@@ -45,7 +45,7 @@ def test_the_fast_body_equals_the_plain_method_on_the_real_abdomen():
 
 
 def test_the_skin_is_the_outer_layers_and_open_at_the_ends():
-    array, inside, _ = _phantom(1.0)
+    _, inside, _ = _phantom(1.0)
     mask = np.repeat(inside[None], 20, axis=0)
     shell = body.skin_shell(mask, 2, 0)
     # in each slice: the body minus its 2-pixel in-plane erosion (4-neighbourhood)
