@@ -499,3 +499,28 @@ class _Scorer:
         if u[1] >= self.min_posterior:
             return f"posterolateral-{side}"
         return f"direct-{side}" if abs(u[0]) > 0.1 else "direct"
+
+
+def suggestion_notes(
+    result: Suggestions, position: str | None, scan_position: str | None
+) -> list[str]:
+    """What the user must know about the position the paths are planned for."""
+    notes = []
+    vertebral = bool(result.anatomy and result.anatomy.vertebral)
+    if vertebral and not result.candidates:
+        notes.append(
+            f"A {position or 'this'} position gives no posterior access: a vertebral body is "
+            "reached from behind. Plan with --position prone (the patient will then be "
+            "turned onto the front for the procedure)."
+        )
+    if position and scan_position and position != scan_position:
+        side = {"prone": "back", "supine": "front", "left-up": "left side"}.get(
+            position, "right side"
+        )
+        notes.append(
+            f"The scan is {scan_position} but the plan is for a {position} patient: the "
+            f"patient will be turned {position} for the procedure and the entry will be on "
+            f"the {side}. Organs and skin move when the patient turns: check the path on a "
+            "CT in the procedure position before placing the needle."
+        )
+    return notes

@@ -162,3 +162,51 @@ def test_entries_on_the_back_lie_on_the_skin_not_beyond_the_mattress():
         s = np.arange(0.0, cand.length_mm + 0.25, 0.5)
         hu = tr.sample_nearest(volume.array, ctx.ijk(target + s[:, None] * cand.direction))
         assert hu[-1] <= -400 and np.all(hu[:-1] > -400)
+
+
+def _cli_suggest(*args: str) -> dict:
+    import json
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-m", "guideplan.cli", "suggest", *args, "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(run.stdout)
+
+
+def test_cli_with_reference_labels_plans_prone_on_request_and_says_the_patient_is_turned(
+    tmp_path,
+):
+    """--labels with the cord under TotalSegmentator's name and a vertebra mask: the
+    target is a vertebral body (the vertebra is not a structure to spare), the supine
+    scan gives no path by default and says why; --position prone gives a labelled
+    pedicular route and the note that the patient will be turned."""
+    from tests.real.real_ct import ABDOMEN
+
+    for name in ("spinal_cord", "vertebrae_L2", *ORGANS):
+        (tmp_path / f"{name}.nii.gz").symlink_to(ABDOMEN / "reference" / f"{name}.nii.gz")
+    case = abdomen()
+    target = centroid_lps(case.volume, case.masks["vertebral_body_L2"])
+    common = [
+        str(ABDOMEN / "dicom"),
+        "--target",
+        ",".join(f"{v:.1f}" for v in target),
+        "--labels",
+        str(tmp_path),
+    ]
+    default = _cli_suggest(*common)
+    assert default["position"] == "supine" and default["evaluated"] == 0
+    assert default["target_anatomy"]["vertebral_body"]
+    assert any("no posterior access" in n for n in default["notes"])
+    prone = _cli_suggest(*common, "--position", "prone", "--top", "3")
+    assert prone["scan_position"] == "supine" and prone["valid"] > 0
+    assert any("turned prone" in n and "on the back" in n for n in prone["notes"])
+    top = prone["suggestions"][0]
+    assert top["approach"] in ("transpedicular", "parapedicular")
+    assert top["side"] in ("left", "right") and top["entry_lps"][1] > target[1] + 30
+    for key in ("length_mm", "craniocaudal_deg", "axial_from_sagittal_deg", "clearance_mm"):
+        assert key in top
