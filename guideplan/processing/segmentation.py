@@ -88,6 +88,8 @@ class GrowParams:
     shell_mm: tuple[float, float] = (1.5, 4.0)
     range_sigma: float = 3.0
     min_sigma_hu: float = 5.0
+    max_sigma_hu: float = 15.0
+    seed_min_voxels: int = 27
     class_separation_sigma: float = 4.0
     leak_opening_mm: float = 1.5
     bone_hu: float = 150.0
@@ -245,7 +247,8 @@ def _grow_in_box(
         min_sigma = p.min_sigma_hu
     smooth = masks.smooth(intensity, spacing_kji, p.smoothing_mm)
     dist2 = _squared_distance_from(s, smooth.shape, spacing_kji)
-    level, spread, strict = _seed_range(smooth, dist2, p, min_sigma)
+    max_sigma = p.max_sigma_hu if moving is None else None
+    level, spread, strict = _seed_range(smooth, dist2, p, min_sigma, max_sigma)
     user_range = grow_range is not None
     if grow_range is not None:
         strict = (float(min(grow_range)), float(max(grow_range)))
@@ -287,7 +290,7 @@ def _grow_in_box(
         bone = ct_smooth > p.bone_hu
         if canal is None:
             canal = local_canal(volume, box, p, grown)
-        keep_out = canal
+        keep_out = _canal_margin(canal, spacing_kji, p.canal_margin_mm) & ~bone
         core, inside = _inside_bone(grown, bone, start, dist2, spacing_kji, p, keep_out)
         if core is None:
             notes.append("no bone encloses the seed: plain region growing")
@@ -307,8 +310,8 @@ def _grow_in_box(
         notes.append("lesion denser than bone (blastic): bone constraint not needed")
     voxel_ml = float(np.prod(spacing_kji)) / 1000.0
     epidural = paravertebral = 0.0
-    if mode == "bone" and inside is not None:
-        epidural = np.count_nonzero(lesion & keep_out) * voxel_ml
+    if mode == "bone" and inside is not None and canal is not None:
+        epidural = np.count_nonzero(lesion & canal) * voxel_ml
         outside = lesion & ~keep_out & ~inside & ~(ct_smooth > p.bone_hu)
         paravertebral = np.count_nonzero(outside) * voxel_ml
         if epidural >= p.extension_report_ml:
@@ -333,12 +336,27 @@ def _grow_in_box(
 
 
 def _seed_range(
-    smooth: np.ndarray, dist2: np.ndarray, p: GrowParams, min_sigma: float
+    smooth: np.ndarray,
+    dist2: np.ndarray,
+    p: GrowParams,
+    min_sigma: float,
+    max_sigma: float | None = None,
 ) -> tuple[float, float, tuple[float, float]]:
-    """Lesion level (median) and robust spread near the seed, and the strict range."""
-    near = smooth[dist2 <= p.seed_radius_mm**2]
+    """Lesion level (median) and robust spread near the seed, and the strict range.
+
+    The neighbourhood holds at least ``seed_min_voxels`` voxels (at 3 mm a 3 mm ball is 7
+    voxels, whose MAD is noise: it gave a range from CSF to disc), and the spread is
+    capped at ``max_sigma`` on CT (``max_sigma_hu``: what CT noise and a lesion's
+    texture give; a fused MR has no such scale)."""
+    radius2 = p.seed_radius_mm**2
+    if dist2.size >= p.seed_min_voxels:
+        kth = np.partition(dist2, p.seed_min_voxels - 1, axis=None)[p.seed_min_voxels - 1]
+        radius2 = max(radius2, float(kth))
+    near = smooth[dist2 <= radius2]
     level = float(np.median(near))
     spread = max(1.4826 * float(np.median(np.abs(near - level))), min_sigma)
+    if max_sigma is not None:
+        spread = min(spread, max(max_sigma, min_sigma))
     return level, spread, (level - p.range_sigma * spread, level + p.range_sigma * spread)
 
 
@@ -539,13 +557,6 @@ def _canal_on(volume: Volume, p: GrowParams) -> np.ndarray:
         ring += ahead <= p.bridge_span_mm
     enclosed = (ring >= p.canal_enclosure_directions) & passable
     canal = _slice_fraction(enclosed, p.canal_window_mm / sp[0]) >= p.canal_persistence
-    if p.canal_margin_mm > 0 and canal.any():
-        # the lateral recesses and the foramina open off the canal's sides (left-right);
-        # not forwards, where the lesion is
-        lateral = [masks.IN_PLANE_ONLY] * 3
-        axis_x = 2 - int(np.argmax(np.abs(volume.direction[0, :])))
-        lateral[axis_x] = float(sp[axis_x])
-        canal = masks.dilate(canal, lateral, p.canal_margin_mm)
     return canal & passable
 
 
@@ -571,6 +582,17 @@ def _block_mean(volume: Volume, factor: Sequence[int]) -> Volume:
     return Volume(
         arr, spacing, tuple(float(v) for v in origin), volume.direction, dict(volume.meta)
     )
+
+
+def _canal_margin(canal: np.ndarray, spacing_kji: np.ndarray, margin_mm: float) -> np.ndarray:
+    """The canal widened in the axial plane: the lateral recesses and foramina open off
+    its sides, and its edge at the posterior wall is a partial-volume voxel; a lytic
+    lesion would leak through both. (The lesion it covers at the wall comes back as
+    extension, up to ``soft_tissue_extension_mm``.)"""
+    if margin_mm <= 0 or not canal.any():
+        return canal
+    in_plane = [masks.IN_PLANE_ONLY, float(spacing_kji[1]), float(spacing_kji[2])]
+    return masks.dilate(canal, in_plane, margin_mm)
 
 
 def _slice_fraction(mask: np.ndarray, half_window: float) -> np.ndarray:
