@@ -9,7 +9,8 @@ bowel, stomach, lungs) as ``guideplan suggest --labels`` builds them.
 Each version runs in its own subprocess (the reference commit from ``git archive`` into
 a temporary folder): one untimed warm-up, then ``--runs`` timed calls of
 ``suggest_entries`` on a fresh ``PathContext`` (nothing cached between calls), wall and
-CPU seconds; the structure fields are built once and timed apart. Medians and ratios.
+CPU seconds; the structure fields are built once and timed apart (today on the masks
+cropped to the box the needle can reach, as the CLI does). Medians and ratios.
 
 Usage: python benchmarks/bench_suggest.py [--runs 5] [--reference 8c3a00e] [--json]
 """
@@ -63,10 +64,19 @@ shape = vol.array.shape
 masks = {n: np.unpackbits(data[n])[: np.prod(shape)].reshape(shape).astype(bool) for n in organs}
 body = np.unpackbits(data["vertebral_body_L2"])[: np.prod(shape)].reshape(shape).astype(bool)
 target = vol.index_to_physical(np.argwhere(body).mean(axis=0)[::-1])
-t0 = time.perf_counter()
+needle = load_catalog().get("needle-18g-150")
+t0, c0 = time.perf_counter(), time.process_time()
+import guideplan.planning.suggest as suggest_module
+if hasattr(suggest_module, "reach_box"):  # what `guideplan suggest --labels` does today
+    from guideplan.core.resources import load_json
+    box = suggest_module.reach_box(vol, target, needle, load_json("planning.json"), "prone")
+    for name, mask in masks.items():
+        cropped = np.zeros(shape, dtype=bool)
+        cropped[box] = mask[box]
+        masks[name] = cropped
 fields = structures_from_masks(masks, vol)
 fields_s = time.perf_counter() - t0
-needle = load_catalog().get("needle-18g-150")
+fields_cpu_s = time.process_time() - c0
 extra = {}
 if "vertebral_body" in inspect.signature(suggest_entries).parameters:
     extra["vertebral_body"] = body
@@ -84,7 +94,7 @@ for _ in range(runs):
     wall.append(w)
     cpu.append(c)
 top = result.ranked[0] if result.ranked else None
-print(json.dumps({"wall_s": wall, "cpu_s": cpu, "fields_s": fields_s,
+print(json.dumps({"wall_s": wall, "cpu_s": cpu, "fields_s": fields_s, "fields_cpu_s": fields_cpu_s,
                   "evaluated": len(result.candidates), "valid": len(result.ranked),
                   "top": None if top is None else {"route": top.route,
                                                    "length_mm": round(top.length_mm, 1),
@@ -160,6 +170,8 @@ def main() -> int:
             "median_wall_s": round(statistics.median(r["wall_s"]), 3),
             "median_cpu_s": round(statistics.median(r["cpu_s"]), 3),
             "fields_s": round(r["fields_s"], 3),
+            "fields_cpu_s": round(r["fields_cpu_s"], 3),
+            "fields_plus_median_wall_s": round(r["fields_s"] + statistics.median(r["wall_s"]), 3),
             "evaluated": r["evaluated"],
             "valid": r["valid"],
             "top": r["top"],
@@ -180,7 +192,9 @@ def main() -> int:
         s = summary[name]
         print(
             f"  {name:>8}: median {s['median_wall_s']:.3f} s wall, {s['median_cpu_s']:.3f} s CPU; "
-            f"fields {s['fields_s']:.2f} s; {s['valid']} of {s['evaluated']} paths valid; "
+            f"fields {s['fields_s']:.2f} s wall, {s['fields_cpu_s']:.2f} s CPU "
+            f"(fields + suggest {s['fields_plus_median_wall_s']:.2f} s); "
+            f"{s['valid']} of {s['evaluated']} paths valid; "
             f"top {s['top']}"
         )
     print(f"  ratio today / {args.reference}: {summary['ratio_wall_today_over_reference']}")

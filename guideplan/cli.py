@@ -751,22 +751,38 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from guideplan.core.resources import load_json
     from guideplan.planning.context import mask_role
+    from guideplan.planning.devices import load_catalog
     from guideplan.planning.structures import StructureField, safety_distance_mm
     from guideplan.planning.suggest import (
         position_from_dicom,
+        reach_box,
         suggest_entries,
         suggestion_notes,
     )
 
     volume, named, source = _planning_inputs(args)
     target = _parse_point(args.target)
+    scan_position = position_from_dicom(volume.meta.get("patient_position", ""))
+    if args.position is None:
+        position = scan_position
+    else:
+        position = None if args.position == "any" else args.position
     vertebral_body = None
     if named is not None:  # vertebra masks say what the target is; they are not to spare
         bodies = {n: m for n, m in named.items() if mask_role(n) == "vertebral_body"}
         named = {n: m for n, m in named.items() if n not in bodies}
         if bodies:
             vertebral_body = np.logical_or.reduce([m.astype(bool) for m in bodies.values()])
+        # only what the needle can reach: distance fields on a box, not the whole CT
+        catalog = load_catalog(*args.catalog)
+        device = catalog.get(args.device) if args.device else catalog.default_needle()
+        box = reach_box(volume, target, device, load_json("planning.json"), position)
+        for name, mask in named.items():
+            cropped = np.zeros(mask.shape, dtype=bool)
+            cropped[box] = mask[box]
+            named[name] = cropped
     ctx, device, source = _planning_context(args, inputs=(volume, named, source))
     level, found = None, None
     if named is None:  # automatic: the canal and bodies on a box around the target
@@ -785,11 +801,6 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
                     safety_distance_mm("canal", ctx.settings),
                 )
             )
-    scan_position = position_from_dicom(volume.meta.get("patient_position", ""))
-    if args.position is None:
-        position = scan_position
-    else:
-        position = None if args.position == "any" else args.position
     result = suggest_entries(
         ctx, target, device, position=position, vertebral_body=vertebral_body, level=level
     )

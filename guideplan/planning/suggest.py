@@ -148,6 +148,30 @@ class Suggestions:
         return best
 
 
+def reach_box(volume, target, device: Device, settings, position: str | None = None):
+    """The CT box (k, j, i slices) that can matter to the suggestions: every ray the
+    position and the gantry leave, out to the needle's reach, plus the structure fields'
+    margin. Structure masks cropped to it give the same distances (up to that margin)
+    and their fields cost a fraction of the whole CT's."""
+    from guideplan.planning import grid
+
+    cfg = settings["suggest"]
+    directions = tr.fibonacci_directions(int(cfg["directions"]))
+    if position in POSITIONS:
+        axis, min_cos = POSITIONS[position]
+        directions = directions[directions @ axis >= min_cos]
+    tilt = np.radians(float(settings["gantry"]["max_tilt_deg"]))
+    directions = directions[np.abs(directions[:, 2]) <= np.sin(tilt) + 1e-9]
+    reach = min(
+        float(cfg["max_length_mm"]),
+        device.length_mm - float(settings["needle"]["working_length_mm"]),
+    )
+    target = np.asarray(target, dtype=float)
+    pts = np.vstack([target, target + directions * max(reach, 0.0)])
+    margin = float(cfg["reach_box_margin_mm"])
+    return grid.box_from_lps(volume, pts.min(axis=0) - margin, pts.max(axis=0) + margin)
+
+
 def target_anatomy(
     ctx: PathContext,
     target: np.ndarray,
