@@ -269,3 +269,24 @@ def _rot(deg: float) -> np.ndarray:
     """Rotation about z (LPS), row-vector convention."""
     a = np.radians(deg)
     return np.array([[np.cos(a), np.sin(a), 0.0], [-np.sin(a), np.cos(a), 0.0], [0, 0, 1]])
+
+
+def test_thoracic_vertebral_routes_are_named_costotransverse_not_parapedicular():
+    """The T10 sample: the spine lies between the lungs, so a path beside the pedicle
+    is the costotransverse route; a given lumbar level overrides that reading."""
+    folder = SAMPLES / "case03_t10_blastic"
+    vol = load_series(folder / "ct")
+    canal = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "truth" / "canal.nrrd"))) > 0
+    ctx = PathContext(vol, [StructureField.from_mask("spinal canal", canal, vol, 10.0)])
+    target = np.array(
+        json.loads((folder / "truth" / "truth.json").read_text())["lesion"]["center_lps"]
+    )
+    trocar = load_catalog().get("trocar-11g-125")
+    result = suggest_entries(ctx, target, trocar, position="prone")
+    assert result.anatomy.vertebral and result.anatomy.thoracic
+    approaches = {c.approach for c in result.ranked}
+    assert "costotransverse" in approaches and "parapedicular" not in approaches
+    assert result.ranked[0].approach in ("transpedicular", "costotransverse")
+    as_lumbar = suggest_entries(ctx, target, trocar, position="prone", level="L2")
+    assert not as_lumbar.anatomy.thoracic
+    assert "costotransverse" not in {c.approach for c in as_lumbar.ranked}
