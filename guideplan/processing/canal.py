@@ -172,6 +172,29 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / n if n > 0 else v
 
 
+def _smooth_in_plane(stack: np.ndarray, sp: np.ndarray, sigma_mm: float) -> np.ndarray:
+    """Gaussian smoothing of each slice (axes 1, 2) of a stack, separable, numpy only
+    (a recursive Gaussian with a huge slice spacing is not stable)."""
+    out = stack.astype(np.float32, copy=True)
+    for axis, s in ((1, sp[0]), (2, sp[1])):
+        sig = sigma_mm / float(s)
+        if sig < 0.3:
+            continue
+        r = max(1, int(np.ceil(2.5 * sig)))
+        x = np.arange(-r, r + 1)
+        kern = np.exp(-0.5 * (x / sig) ** 2)
+        kern /= kern.sum()
+        pad = [(0, 0)] * 3
+        pad[axis] = (r, r)
+        src = np.pad(out, pad, mode="edge")
+        acc = np.zeros_like(out)
+        n = out.shape[axis]
+        for i, wgt in enumerate(kern):
+            acc += wgt * np.take(src, np.arange(i, i + n), axis=axis)
+        out = acc
+    return out
+
+
 def _block(arr: np.ndarray, f: tuple[int, int], how: str) -> np.ndarray:
     """Block-reduce the two in-plane axes by factors ``f`` (any / mean), slab by slab."""
     n, h, w = arr.shape
@@ -297,7 +320,7 @@ def _column(
     if np.count_nonzero(seen) * grid.slice_mm < float(cfg["found_min_length_mm"]) / 2:
         return None
     z = np.arange(n) * grid.slice_mm
-    hw, floor = float(cfg["smooth_half_window_mm"]), float(cfg["robust_scale_mm"])
+    hw, floor = float(cfg["smooth_half_window_mm"]), float(cfg["column_robust_scale_mm"])
     fit, wr = _robust_fit(z[seen], pos[seen], z, hw, floor)
     agree = np.zeros(n, dtype=bool)
     agree[np.flatnonzero(seen)[wr > 0.5]] = True
@@ -437,7 +460,7 @@ class _Window:
             self.hu[t, r0 : r0 + d.shape[0], c0 : c0 + d.shape[1]] = v
             self.valid[t, r0 : r0 + d.shape[0], c0 : c0 + d.shape[1]] = True
         # noise: content and thin bone are judged on smoothed HU (in-plane)
-        self.hu = masks.smooth(self.hu, [masks.IN_PLANE_ONLY, *self.wsp], float(cfg["smooth_mm"]))
+        self.hu = _smooth_in_plane(self.hu, self.wsp, float(cfg["smooth_mm"]))
         self.dense |= (self.hu >= float(cfg["dense_hu"])) & self.valid
         r = np.arange(shape[0]) - self.half[0]
         c = np.arange(shape[1]) - self.half[1]
@@ -552,11 +575,11 @@ def _centreline(work: _Window, cands: np.ndarray, grid: _Grid, cfg) -> _Line | N
     ok[0] = False
     if not ok.any():
         return None
-    # first pass: each slice's admissible region met first behind the column's centre
-    # (the canal lies directly behind the body; muscle between the arches or the iliac
-    # crests lies farther back)
+    # first pass: each slice's largest admissible region (a lesion cavity, a foramen or
+    # fatty marrow is smaller than the canal on most slices; the robust fit drops the
+    # others)
     pick = np.full(m, -1)
-    order = np.argsort(-ahead)
+    order = np.argsort(np.minimum(area, float(cfg["typical_area_mm2"])) - 0.01 * ahead)
     for lbl in order:
         if ok[lbl]:
             pick[info["t"][lbl]] = lbl
