@@ -29,8 +29,13 @@ from guideplan.core.labelmap import mask_bounds
 from guideplan.core.resources import load_json
 from guideplan.core.volume import Volume
 from guideplan.processing import masks
-from guideplan.processing.anatomy import spinal_canal
-from guideplan.processing.segmentation import GrowParams, SegmentationError, bridged_by_bone
+from guideplan.processing.segmentation import (
+    GrowParams,
+    SegmentationError,
+    _canal_margin,
+    bridged_by_bone,
+    local_canal,
+)
 
 
 @dataclass
@@ -55,6 +60,10 @@ class LesionMetrics:
     posterior_wall: bool | None
     distance_to_canal_mm: float | None
     notes: list[str] = field(default_factory=list)
+    #: Lesion inside the spinal canal (epidural extension) and outside the bone's
+    #: contour elsewhere (paravertebral / soft-tissue extension), mL.
+    epidural_ml: float = 0.0
+    paravertebral_ml: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -80,6 +89,8 @@ class LesionMetrics:
             "distance_to_canal_mm": None
             if self.distance_to_canal_mm is None
             else round(self.distance_to_canal_mm, 1),
+            "epidural_ml": round(self.epidural_ml, 3),
+            "paravertebral_ml": round(self.paravertebral_ml, 3),
             "notes": self.notes,
         }
 
@@ -98,8 +109,10 @@ def lesion_metrics(
     """Measure a lesion mask (bool [k, j, i] on ``volume``'s grid).
 
     ``bone`` and ``canal`` (whole-grid masks from :mod:`guideplan.processing.anatomy`)
-    are used when given; otherwise bone is thresholded and the canal searched in a box
-    around the lesion, which is what a one-click measurement needs.
+    are used when given; otherwise bone is thresholded and the canal found from the
+    vertebra's geometry in a box around the lesion
+    (:func:`guideplan.processing.segmentation.local_canal`), which is what a one-click
+    measurement needs.
     """
     if lesion.shape != volume.array.shape:
         raise ValueError(f"lesion shape {lesion.shape} differs from {volume.array.shape}")
@@ -132,24 +145,34 @@ def lesion_metrics(
 
     notes: list[str] = []
     if canal is None:
-        canal_box = spinal_canal(masks.crop(volume, box), smooth > grow.bone_hu)
+        # the canal found from geometry stops a partial-volume voxel short of the wall
+        found = local_canal(volume, box, grow, les)
+        canal_box = _canal_margin(found, sp, grow.canal_margin_mm) & ~bone_box & ~les
     else:
         canal_box = canal[box].astype(bool)
     posterior, to_canal = _posterior_wall(les, canal_box, sp)
     breach_ml, depth = _breach(les, bone_box & ~les, canal_box, sp, grow)
     limits = load_json("segmentation.json")["lesion_metrics"]
+    # lesion in the canal: epidural extension
+    epidural_ml = np.count_nonzero(les & canal_box & ~bone_box) * voxel_ml
+    paravertebral_ml = max(breach_ml * voxel_ml - epidural_ml, 0.0)
+    report_ml = float(limits["epidural_min_ml"]["value"])
     # non-bone lesion voxels touching the canal: the wall between them is gone
     touching = (
         masks.distance_to(canal_box, sp) <= float(np.max(sp))
         if canal_box.any()
         else np.zeros_like(les)
     )
-    epidural_ml = np.count_nonzero(les & ~bone_box & touching) * voxel_ml
-    breach = depth >= float(limits["breach_min_depth_mm"]["value"]) or epidural_ml >= float(
-        limits["epidural_min_ml"]["value"]
-    )
-    if epidural_ml > 0:
+    wall_gone_ml = np.count_nonzero(les & ~bone_box & touching) * voxel_ml
+    breach = depth >= float(limits["breach_min_depth_mm"]["value"]) or wall_gone_ml >= report_ml
+    if wall_gone_ml >= report_ml and epidural_ml < report_ml:
+        notes.append("the lesion replaces the posterior wall next to the spinal canal")
+    if epidural_ml >= report_ml:
         notes.append(f"epidural extension: {epidural_ml:.3f} mL of lesion in the spinal canal")
+    if paravertebral_ml >= report_ml and depth >= float(limits["breach_min_depth_mm"]["value"]):
+        notes.append(
+            f"paravertebral / soft-tissue extension: {paravertebral_ml:.3f} mL outside the bone"
+        )
     if reference is None:
         notes.append("no bone around the lesion: type unknown")
     return LesionMetrics(
@@ -170,6 +193,8 @@ def lesion_metrics(
         posterior_wall=posterior,
         distance_to_canal_mm=to_canal,
         notes=notes,
+        epidural_ml=float(epidural_ml),
+        paravertebral_ml=float(paravertebral_ml),
     )
 
 
@@ -258,4 +283,6 @@ def _posterior_wall(
     nearest = float(dist[les].min())
     if nearest > float(settings["vertebral_context_mm"]["value"]):
         return None, nearest
-    return nearest <= float(settings["posterior_wall_mm"]["value"]), nearest
+    # voxel centres one voxel apart touch: at 3 mm voxels "within 2 mm" means adjacent
+    reach = max(float(settings["posterior_wall_mm"]["value"]), float(np.max(sp)))
+    return nearest <= reach, nearest
