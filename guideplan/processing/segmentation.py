@@ -290,7 +290,9 @@ def _grow_in_box(
         bone = ct_smooth > p.bone_hu
         if canal is None:
             canal = local_canal(volume, box, p, grown)
-        keep_out = _canal_margin(canal, spacing_kji, p.canal_margin_mm) & ~bone
+            keep_out = _canal_margin(canal, spacing_kji, p.canal_margin_mm) & ~bone
+        else:
+            keep_out = canal & ~bone  # the anatomy's or the user's canal, as it is
         core, inside = _inside_bone(grown, bone, start, dist2, spacing_kji, p, keep_out)
         if core is None:
             notes.append("no bone encloses the seed: plain region growing")

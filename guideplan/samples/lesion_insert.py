@@ -74,8 +74,12 @@ def insert_lesion(
 
 def _index_box(volume: Volume, centre: np.ndarray, reach: float) -> tuple[np.ndarray, ...]:
     corners = np.array(
-        [[centre[0] + sx * reach, centre[1] + sy * reach, centre[2] + sz * reach]
-         for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]
+        [
+            [centre[0] + sx * reach, centre[1] + sy * reach, centre[2] + sz * reach]
+            for sx in (-1, 1)
+            for sy in (-1, 1)
+            for sz in (-1, 1)
+        ]
     )
     idx = volume.physical_to_index(corners)
     size = np.asarray(volume.size)

@@ -162,3 +162,25 @@ def test_the_segment_command_gives_a_sane_volume_on_the_real_abdomen(abdomen, tm
     assert doc["volume_ml"] == pytest.approx(true_ml, rel=0.2)
     assert doc["type"] == "lytic"
     assert doc["epidural_ml"] <= 0.05
+
+
+def test_a_canal_given_by_the_anatomy_is_kept_out_and_the_extension_reported(abdomen):
+    """The caller's canal (here the reference cord widened by 3 mm, as a found canal would
+    be) replaces the one found near the seed: the lesion stays out of it but for the
+    extension through the breach, whose volume is the lesion inside that canal."""
+    with_lesion, truth, seed = real_ct.posterior_wall_lesion(
+        abdomen, "vertebral_body_L2", breach_mm=2.5
+    )
+    from guideplan.processing import masks as mk
+
+    sp = np.asarray(with_lesion.volume.spacing[::-1])
+    canal = mk.dilate(with_lesion.masks["spinal_cord"], sp, 3.0)
+    result = grow_lesion(with_lesion.volume, seed, canal=canal)
+    mask = result.full_mask(truth.shape)
+    assert real_ct.dice(mask, truth) >= 0.85
+    voxel_ml = _voxel_ml(with_lesion)
+    assert result.epidural_ml == pytest.approx(np.count_nonzero(mask & canal) * voxel_ml)
+    # only the extension reaches into the given canal: within 3 mm of its front
+    extension = GrowParams.from_resources().soft_tissue_extension_mm
+    depth = mk.distance_to(~canal, sp)
+    assert float(depth[mask & canal].max(initial=0.0)) <= extension + float(np.max(sp))
