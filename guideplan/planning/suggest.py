@@ -278,7 +278,13 @@ def suggest_entries(
             candidates[n].reason = "needle too short"
         return Suggestions(target=target, candidates=candidates, anatomy=anatomy)
     rays = _sample_rays(
-        ctx, target, directions[ok], step, reach, float(cfg["outside_air_coarse_mm"])
+        ctx,
+        target,
+        directions[ok],
+        step,
+        reach,
+        float(cfg["outside_air_coarse_mm"]),
+        float(cfg["gas_margin_mm"]),
     )
     if progress:
         progress(0.4, "Checking structures")
@@ -310,9 +316,10 @@ class _Rays:
     canal_d: np.ndarray | None = None  # (D, S) distance from the needle surface
     bone: np.ndarray = None  # type: ignore[assignment]
     lesion: np.ndarray | None = None
+    outside: OutsideAir | None = None
 
 
-def _sample_rays(ctx, target, directions, step, max_len, coarse_mm) -> _Rays:
+def _sample_rays(ctx, target, directions, step, max_len, coarse_mm, pad_mm) -> _Rays:
     s = np.arange(0.0, max_len + step, step)
     pts = target[None, None, :] + directions[:, None, :] * s[None, :, None]  # (D, S, 3)
     flat = pts.reshape(-1, 3)
@@ -321,7 +328,9 @@ def _sample_rays(ctx, target, directions, step, max_len, coarse_mm) -> _Rays:
     hu = tr.sample_nearest(ctx.volume.array, ijk, outside=-1000).reshape(shape)
     grid = in_volume(ctx.volume, ijk)
     kji = np.rint(ijk[grid][:, ::-1]).astype(int)
-    box = (kji.min(axis=0) - 1, kji.max(axis=0) + 2) if len(kji) else None
+    # the box holds the rays and the lines the gas margin check draws beside them
+    pad = np.ceil(pad_mm / np.asarray(ctx.volume.spacing, dtype=float)[::-1]).astype(int) + 1
+    box = (kji.min(axis=0) - pad, kji.max(axis=0) + pad + 1) if len(kji) else None
     outside = OutsideAir(ctx.volume, ctx.body_min_hu, coarse_mm, box)
     out = (outside.at(ijk) & grid).reshape(shape) & (hu <= ctx.body_min_hu)
     has_exit = out.any(axis=1)
@@ -329,7 +338,9 @@ def _sample_rays(ctx, target, directions, step, max_len, coarse_mm) -> _Rays:
     off = ~grid.reshape(shape)
     leave = np.where(off.any(axis=1), np.argmax(off, axis=1), len(s))
     leaves_fov = leave < np.where(has_exit, exit_index, len(s))
-    return _Rays(directions, s, flat, ijk, hu, exit_index, leaves_fov & (leave < len(s)))
+    rays = _Rays(directions, s, flat, ijk, hu, exit_index, leaves_fov & (leave < len(s)))
+    rays.outside = outside
+    return rays
 
 
 def _to_index(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -421,6 +432,7 @@ class _Scorer:
         self.routes = ctx.settings["routes"]
         self.min_posterior = float(ctx.settings["vertebral_access"]["min_posterior_cos"])
         self.target_in_bone = anatomy.vertebral or ctx.target_in_bone(target)
+        self.gas_margin = float(ctx.settings["suggest"]["gas_margin_mm"])
 
     def score(self, rays: _Rays, n: int) -> Candidate:
         ctx, target = self.ctx, self.target
@@ -485,6 +497,9 @@ class _Scorer:
             profile = rays.canal_d[n, body]
             canal_index = int(np.argmin(profile))
             details["canal_clearance_mm"] = float(profile[canal_index])
+        outside_bone = float(s[run_end]) if self.target_in_bone else 0.0
+        if self.gas_margin > 0.0 and self._gas_near(rays, u, outside_bone, length):
+            return invalid(f"within {self.gas_margin:g} mm of gas (pleura/bowel)")
         route = self._route(u, axial, run_end, canal_index, details)
         margin = min(max(clearance, 0.0), self.cap) / self.cap
         length_score = max(0.0, 1.0 - length / self.max_len)
@@ -497,6 +512,33 @@ class _Scorer:
             + self.weights["angle"] * angle_score
         )
         return Candidate(**base, score=score, valid=True, route=route)
+
+    def _gas_near(self, rays: _Rays, u: np.ndarray, start: float, length: float) -> bool:
+        """Gas inside the body within the margin of the path (lines parallel to it at
+        that distance, from where it leaves the target's bone to just under the skin):
+        the pleura or a bowel wall. Inside the bone its cortex lies between needle and
+        pleura; air pockets in the skin's folds and against the mattress are not gas."""
+        ctx = self.ctx
+        cfg = ctx.settings["suggest"]
+        depth = length - float(cfg["gas_margin_skin_mm"])  # not the skin's own air pockets
+        if depth <= 0.0:
+            return False
+        s = np.arange(start, depth, float(cfg["step_mm"]))
+        if len(s) == 0:
+            return False
+        a = np.cross(u, [0.0, 0.0, 1.0] if abs(u[2]) < 0.9 else [1.0, 0.0, 0.0])
+        a /= np.linalg.norm(a)
+        b = np.cross(u, a)
+        angles = np.linspace(0.0, 2.0 * np.pi, 8, endpoint=False)
+        offsets = self.gas_margin * (np.cos(angles)[:, None] * a + np.sin(angles)[:, None] * b)
+        pts = (self.target + s[:, None] * u)[None, :, :] + offsets[:, None, :]
+        ijk = _to_index(ctx.volume.lps_to_index, pts.reshape(-1, 3))
+        gas = tr.sample_nearest(ctx.volume.array, ijk, outside=-1000) <= ctx.body_min_hu
+        if not gas.any():
+            return False
+        assert rays.outside is not None
+        inside = in_volume(ctx.volume, ijk) & ~rays.outside.at(ijk)
+        return bool(np.any(gas & inside))
 
     def _route(self, u, axial: float, run_end: int, canal_index, details) -> str:
         """transpedicular / parapedicular / costotransverse / posterolateral / direct,

@@ -271,12 +271,18 @@ def _rot(deg: float) -> np.ndarray:
     return np.array([[np.cos(a), np.sin(a), 0.0], [-np.sin(a), np.cos(a), 0.0], [0, 0, 1]])
 
 
-def test_thoracic_vertebral_routes_are_named_costotransverse_not_parapedicular():
-    """The T10 sample: the spine lies between the lungs, so a path beside the pedicle
-    is the costotransverse route; a given lumbar level overrides that reading."""
+def test_thoracic_vertebral_paths_keep_clear_of_the_pleura_and_are_named_costotransverse():
+    """The T10 sample: every suggested path keeps >= 3 mm (the gas margin setting) from
+    the lung's gas inside the body (measured here from the truth body mask and HU); the
+    spine lies between the lungs, so a path beside the pedicle is the costotransverse
+    route (with the margin off: here those all graze the lung); a given lumbar level
+    overrides that reading."""
+    import copy
+
     folder = SAMPLES / "case03_t10_blastic"
     vol = load_series(folder / "ct")
     canal = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "truth" / "canal.nrrd"))) > 0
+    body = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "truth" / "body.nrrd"))) > 0
     ctx = PathContext(vol, [StructureField.from_mask("spinal canal", canal, vol, 10.0)])
     target = np.array(
         json.loads((folder / "truth" / "truth.json").read_text())["lesion"]["center_lps"]
@@ -284,9 +290,23 @@ def test_thoracic_vertebral_routes_are_named_costotransverse_not_parapedicular()
     trocar = load_catalog().get("trocar-11g-125")
     result = suggest_entries(ctx, target, trocar, position="prone")
     assert result.anatomy.vertebral and result.anatomy.thoracic
-    approaches = {c.approach for c in result.ranked}
+    assert result.ranked and result.ranked[0].approach == "transpedicular"
+    gas = vol.index_to_physical(np.argwhere(body & (vol.array <= -400))[:, ::-1].astype(float))
+    for cand in result.ranked:
+        s = np.arange(0.0, cand.length_mm - 10.0, 0.5)  # to 10 mm under the skin
+        path = target + s[:, None] * cand.direction
+        lo, hi = path.min(axis=0) - 8.0, path.max(axis=0) + 8.0
+        near = gas[np.all((gas >= lo) & (gas <= hi), axis=1)]
+        if len(near) == 0:
+            continue
+        d = np.sqrt(((path[:, None, :] - near[None, :, :]) ** 2).sum(axis=2)).min()
+        margin = float(ctx.settings["suggest"]["gas_margin_mm"])
+        assert d >= margin - 1.0, d  # nearest-voxel sampling: within a voxel
+    settings = copy.deepcopy(ctx.settings)
+    settings["suggest"]["gas_margin_mm"] = 0
+    loose = PathContext(vol, ctx.structures, settings=settings)
+    approaches = {c.approach for c in suggest_entries(loose, target, trocar, "prone").ranked}
     assert "costotransverse" in approaches and "parapedicular" not in approaches
-    assert result.ranked[0].approach in ("transpedicular", "costotransverse")
-    as_lumbar = suggest_entries(ctx, target, trocar, position="prone", level="L2")
+    as_lumbar = suggest_entries(loose, target, trocar, position="prone", level="L2")
     assert not as_lumbar.anatomy.thoracic
     assert "costotransverse" not in {c.approach for c in as_lumbar.ranked}
