@@ -66,21 +66,20 @@ def captured_native_stderr() -> Iterator[Captured]:
         except OSError:  # no stderr at all (some GUI launches): nothing to capture
             yield result
             return
-        sink = tempfile.TemporaryFile()
-        with contextlib.suppress(Exception):
-            sys.stderr.flush()
-        os.dup2(sink.fileno(), 2)
-        _depth = 1
-        try:
-            yield result
-        finally:
-            _depth = 0
+        with tempfile.TemporaryFile() as sink:
             with contextlib.suppress(Exception):
                 sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            result.text = sink.read(_MAX_KEEP).decode("utf-8", "replace")
-            sink.close()
-            if result.text and debug():
-                sys.stderr.write(result.text)
+            os.dup2(sink.fileno(), 2)
+            _depth = 1
+            try:
+                yield result
+            finally:
+                _depth = 0
+                with contextlib.suppress(Exception):
+                    sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                sink.seek(0)
+                result.text = sink.read(_MAX_KEEP).decode("utf-8", "replace")
+        if result.text and debug():
+            sys.stderr.write(result.text)
