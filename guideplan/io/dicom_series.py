@@ -227,12 +227,18 @@ class _Rescale:
         )
 
     def output_dtype(self, stack: np.ndarray) -> np.dtype:
-        if stack.dtype.kind not in "iu" or not self.integer:
-            return np.dtype(np.float32)
         lo, hi = float(stack.min()), float(stack.max())
         ends = np.concatenate(
             [self.slopes * lo + self.intercepts, self.slopes * hi + self.intercepts]
         )
+        if not np.all(np.abs(ends) < np.finfo(np.float32).max):
+            raise PixelDataError(
+                "RescaleSlope/RescaleIntercept turn the stored values into numbers beyond "
+                f"any image's range ({ends.min():.3g} .. {ends.max():.3g}).",
+                hint="The files' rescale attributes are damaged; re-export the series.",
+            )
+        if stack.dtype.kind not in "iu" or not self.integer:
+            return np.dtype(np.float32)
         for candidate in (np.int16, np.int32):
             info = np.iinfo(candidate)
             if ends.min() >= info.min and ends.max() <= info.max:
