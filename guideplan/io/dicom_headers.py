@@ -247,9 +247,14 @@ def _frames_from_dataset(ds: pydicom.Dataset, ref: FileRef, file_size: int):
         pixel_offset = getattr(raw, "value_tell", None)
         length = getattr(raw, "length", None)
         pixel_length = None if length in (None, 0xFFFFFFFF) else int(length)
-    return _frames_from_values(
+    frames = _frames_from_values(
         _RawReader(ds), ref, file_size, media_sop, ts, pixel_offset, pixel_length, ds
     )
+    offset = getattr(raw, "value_tell", None)
+    if isinstance(frames, list) and ts not in UNCOMPRESSED_SYNTAXES and offset is not None:
+        for f in frames:  # where frame_codec finds the fragments without pydicom
+            f.extra["encapsulated_offset"] = int(offset)
+    return frames
 
 
 def _frames_from_fast(fast: FastHeader, ref: FileRef, file_size: int):
@@ -264,7 +269,7 @@ def _frames_from_fast(fast: FastHeader, ref: FileRef, file_size: int):
         return None
     ts = fast.transfer_syntax
     uncompressed = ts in UNCOMPRESSED_SYNTAXES
-    return _frames_from_values(
+    frames = _frames_from_values(
         get,
         ref,
         file_size,
@@ -275,6 +280,10 @@ def _frames_from_fast(fast: FastHeader, ref: FileRef, file_size: int):
         None,
         has_pixels=fast.pixel_offset is not None,
     )
+    if isinstance(frames, list) and not uncompressed:
+        for f in frames:  # where frame_codec finds the fragments without pydicom
+            f.extra["encapsulated_offset"] = fast.pixel_offset
+    return frames
 
 
 def _frames_from_values(

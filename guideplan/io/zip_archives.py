@@ -59,6 +59,18 @@ def member_size(path: str, member: str) -> int:
     return archive(path).getinfo(member).file_size
 
 
+def _forget_after_fork() -> None:
+    """In a forked child: drop the inherited archives (their file offsets are shared with
+    the parent's) and the lock (another thread may have held it at the fork)."""
+    global _lock
+    _lock = threading.Lock()
+    _open.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def close_all() -> None:
     """Close every cached archive (tests, and before an archive is deleted)."""
     with _lock:
