@@ -1,20 +1,25 @@
 """Command line: ``guideplan scan|load|render|plan|suggest|register|segment|anatomy|sample``.
 
-Every sub-command calls the same core functions as the GUI. Expected failures
-(:class:`GuideplanError`) print their message and exit with status 2; nothing else is
-caught, so a real bug still shows its traceback.
+Every sub-command calls the same core functions as the GUI. Arguments are checked by
+:mod:`guideplan.cli_args` (argparse types, then the checks that need the images).
+Expected failures (:class:`GuideplanError`) print their message and exit with status 2;
+an unexpected one prints a one-line message and exits with status 3: the traceback is
+shown only with ``GUIDEPLAN_DEBUG=1``. What native libraries (ITK, HDF5) print on stderr
+is captured and summarised in the message.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from guideplan import cli_args as ca
+from guideplan import cli_json as json
 from guideplan.core.errors import GuideplanError
 
 #: Options whose value is an LPS point: "-4,44,1" must not be taken for an option.
@@ -89,18 +94,52 @@ def _join_point_values(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(_join_point_values(sys.argv[1:] if argv is None else argv))
+    try:
+        args = parser.parse_args(_join_point_values(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:  # argparse refused an argument (and printed why); --help exits
+        if exc.code in (0, None):
+            raise
+        return exc.code if isinstance(exc.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    return _run_guarded(args)
+
+
+def _run_guarded(args: argparse.Namespace) -> int:
+    """Run a sub-command; no traceback reaches the user unless GUIDEPLAN_DEBUG is set."""
+    from guideplan.io.native_stderr import captured_native_stderr, debug
+
+    native = None
     try:
-        return int(args.func(args) or 0)
+        with captured_native_stderr() as native:
+            return int(args.func(args) or 0)
     except GuideplanError as exc:
-        print(f"guideplan: {exc.title}: {exc}", file=sys.stderr)
+        print(f"guideplan: {exc.title}: {exc}{_native_note(native)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("guideplan: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `guideplan scan ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:
+        if debug():
+            raise
+        what = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        print(
+            f"guideplan: unexpected error ({type(exc).__name__}{': ' + what if what else ''})"
+            f"{_native_note(native)}. This is a bug in guideplan, not in your data's "
+            "handling by you; run again with GUIDEPLAN_DEBUG=1 to see the details and "
+            "report them.",
+            file=sys.stderr,
+        )
+        return 3
+
+
+def _native_note(native) -> str:
+    summary = native.summary(prefix=" (") if native is not None else ""
+    return summary + ")" if summary else ""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -125,8 +164,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="a .gplan case, a sample case folder, or a DICOM folder")
     p.add_argument("--view", default="all", choices=["axial", "coronal", "sagittal", "3d", "all"])
     p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("--slice-lps", help="x,y,z: the LPS point (mm) the slices go through")
-    p.add_argument("--size", default="1000x1000", help="WIDTHxHEIGHT in pixels")
+    p.add_argument(
+        "--slice-lps", type=ca.LPS_POINT, help="x,y,z: the LPS point (mm) the slices go through"
+    )
+    p.add_argument("--size", default="1000x1000", type=ca.SIZE, help="WIDTHxHEIGHT in pixels")
     p.add_argument("--series", help="SeriesInstanceUID (default: the planning CT)")
     p.set_defaults(func=_cmd_render)
 
@@ -150,8 +191,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "series", nargs="?", help="the planning CT (DICOM folder, or a sample case folder)"
     )
-    p.add_argument("--target", help="x,y,z LPS mm (the needle tip)")
-    p.add_argument("--entry", help="x,y,z LPS mm")
+    p.add_argument("--target", type=ca.LPS_POINT, help="x,y,z LPS mm (the needle tip)")
+    p.add_argument("--entry", type=ca.LPS_POINT, help="x,y,z LPS mm")
     p.add_argument("--device", help="device id from the catalog (default: an 18 G needle)")
     p.add_argument("--labels", help="folder of structure masks (.nrrd...) or one label map")
     p.add_argument("--catalog", action="append", default=[], help="extra device catalog JSON")
@@ -163,17 +204,31 @@ def _parser() -> argparse.ArgumentParser:
         help="ablation device (RF probe, microwave antenna, cryoprobe, ethanol "
         "needle) whose tip is at --target",
     )
-    z.add_argument("--power-w", type=float, metavar="P", help="microwave power (W)")
-    z.add_argument("--time-s", type=float, metavar="T", help="RF / microwave time (s)")
-    z.add_argument("--freeze-s", type=float, metavar="T", help="cryoablation freeze time (s)")
     z.add_argument(
-        "--cement-ml", type=float, metavar="V", help="cement volume (mL) injected at the tip(s)"
+        "--power-w", type=ca.positive_float("W"), metavar="P", help="microwave power (W)"
+    )
+    z.add_argument(
+        "--time-s", type=ca.positive_float("s"), metavar="T", help="RF / microwave time (s)"
+    )
+    z.add_argument(
+        "--freeze-s", type=ca.positive_float("s"), metavar="T", help="cryoablation freeze time (s)"
+    )
+    z.add_argument(
+        "--cement-ml",
+        type=ca.positive_float("mL"),
+        metavar="V",
+        help="cement volume (mL) injected at the tip(s)",
     )
     z.add_argument("--cement-device", metavar="ID", help="cement trocar (default: an 11 G one)")
-    z.add_argument("--ethanol-ml", type=float, metavar="V", help="ethanol volume (mL)")
+    z.add_argument(
+        "--ethanol-ml", type=ca.positive_float("mL"), metavar="V", help="ethanol volume (mL)"
+    )
     z.add_argument("--lesion", metavar="MASK", help="lesion mask (.nrrd, .nii.gz, .mha)")
     z.add_argument(
-        "--margin-mm", type=float, metavar="M", help="ablative margin setting (default 5 mm)"
+        "--margin-mm",
+        type=ca.positive_float("mm", allow_zero=True),
+        metavar="M",
+        help="ablative margin setting (default 5 mm)",
     )
     z.add_argument(
         "--clip-cortex",
@@ -190,6 +245,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     z.add_argument(
         "--level",
+        type=ca.LEVEL,
         help="vertebral level of the lesion (e.g. L2): cord above the "
         "conus, cauda equina below (default: from the case or found automatically)",
     )
@@ -212,14 +268,14 @@ def _parser() -> argparse.ArgumentParser:
         "--labels the canal and bodies are found around the target.",
     )
     p.add_argument("series")
-    p.add_argument("--target", required=True, help="x,y,z LPS mm")
+    p.add_argument("--target", required=True, type=ca.LPS_POINT, help="x,y,z LPS mm")
     p.add_argument(
         "--position",
         choices=["prone", "supine", "left-up", "right-up", "any"],
         help="the patient's position on the table: which skin is reachable (default: the "
         "series' PatientPosition; 'any' allows all skin)",
     )
-    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--top", type=ca.at_least(1), default=5)
     p.add_argument("--device", help="device id (default: an 18 G needle)")
     p.add_argument("--labels", help="folder of structure masks or one label map")
     p.add_argument("--catalog", action="append", default=[], help="extra device catalog JSON")
@@ -256,6 +312,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--mask-lps",
+        type=ca.SPHERE,
         metavar="x,y,z,radius_mm",
         help="only match inside this sphere of the planning CT (e.g. the treated vertebra)",
     )
@@ -278,14 +335,20 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("segment", help="segment the lesion under a seed point and measure it")
     p.add_argument("path", help="planning CT: DICOM folder, sample case folder or .gplan case")
-    p.add_argument("--seed", required=True, help="x,y,z: LPS point (mm) inside the lesion")
-    p.add_argument("--range", help="lo,hi: growing range (HU) instead of the estimated one")
+    p.add_argument(
+        "--seed", required=True, type=ca.LPS_POINT, help="x,y,z: LPS point (mm) inside the lesion"
+    )
+    p.add_argument(
+        "--range", type=ca.HU_RANGE, help="lo,hi: growing range (HU) instead of the estimated one"
+    )
     p.add_argument(
         "--extension-mm",
-        type=float,
+        type=ca.positive_float("mm", allow_zero=True),
         help="soft-tissue extension allowed through a cortical breach (mm)",
     )
-    p.add_argument("--out", help="write the mask (.nrrd, .nii.gz) or a DICOM SEG (.dcm)")
+    p.add_argument(
+        "--out", type=ca.MASK_OUTPUT, help="write the mask (.nrrd, .nii.gz) or a DICOM SEG (.dcm)"
+    )
     p.add_argument("--series", help="SeriesInstanceUID (default: the planning CT)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_segment)
@@ -442,19 +505,10 @@ def _load_for_render(path: Path, series_uid: str | None, scene=None):
     return load_series(choose_planning_series(scan(path)))
 
 
-def _parse_point(text: str):
-    import numpy as np
+def _parse_point(text: str, option: str = "point"):
+    from guideplan.core import validate
 
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != 3:
-        raise GuideplanError(
-            f"{text!r} is not an LPS point.",
-            hint="Give three numbers in mm: --slice-lps 10,-20,35.",
-        )
-    return np.array(values)
+    return validate.point(text, option, "10,-20,35")
 
 
 def _planning_inputs(args: argparse.Namespace):
@@ -498,6 +552,7 @@ def _wants_treatment(args: argparse.Namespace) -> bool:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from guideplan.planning.path_analysis import analyze_path
 
+    ca.known_devices(args)
     if args.case:
         return _plan_case(args)
     if not args.series or not args.target or not args.entry:
@@ -506,6 +561,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             hint="Example: guideplan plan CT_DIR --entry -45,112,1 --target 4,31,1.",
         )
     inputs = _planning_inputs(args)
+    entry, target = _parse_point(args.entry, "--entry"), _parse_point(args.target, "--target")
+    ca.needle_path(inputs[0], entry, target)
+    for extra in args.extra_path:
+        ca.needle_path(inputs[0], *_parse_path(extra))
     if args.lesion:
         from guideplan.io.mask_io import read_label_image
 
@@ -520,7 +579,6 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     ctx, device, source = _planning_context(args, inputs)
     if lesion_only is not None:
         ctx.lesion = lesion_only
-    entry, target = _parse_point(args.entry), _parse_point(args.target)
     report = analyze_path(ctx, entry, target, device)
     doc = report.to_json()
     doc["structures_source"] = source
@@ -698,6 +756,8 @@ def _print_treatment(doc: dict) -> None:
 
 
 def _plan_case(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from guideplan.model.case import open_case
     from guideplan.model.nodes import TrajectoryNode
     from guideplan.model.treatment import evaluate_scene, treatment_context
@@ -713,6 +773,7 @@ def _plan_case(args: argparse.Namespace) -> int:
         entry = {"id": node.id, "name": node.name, "device_id": node.device_id}
         try:
             device = catalog.get(node.device_id) if node.device_id else catalog.default_needle()
+            ca.needle_path(ctx.volume, np.asarray(node.entry), np.asarray(node.target))
             entry["path"] = analyze_path(path_ctx, node.entry, node.target, device).to_json()
         except GuideplanError as exc:
             entry["error"] = str(exc)
@@ -762,8 +823,9 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
         suggestion_notes,
     )
 
+    ca.known_devices(args)
     volume, named, source = _planning_inputs(args)
-    target = _parse_point(args.target)
+    target = ca.inside(volume, _parse_point(args.target, "--target"), "--target")
     scan_position = position_from_dicom(volume.meta.get("patient_position", ""))
     if args.position is None:
         position = scan_position
@@ -799,6 +861,7 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
                     auto.canal,
                     volume,
                     safety_distance_mm("canal", ctx.settings),
+                    finding=found,
                 )
             )
     result = suggest_entries(
@@ -821,6 +884,8 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
     }
     if found is not None:
         doc["canal_finding"] = found.to_json()
+    canal = ctx.canal_status()
+    doc["structures_status"] = {} if canal is None else {"canal": canal.to_json()}
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
@@ -840,6 +905,8 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
 
 
 def _cmd_register(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from guideplan.io import load_series
     from guideplan.processing.registration import parse_landmarks, register, save_tfm
 
@@ -856,6 +923,8 @@ def _cmd_register(args: argparse.Namespace) -> int:
             ) from None
         landmarks = parse_landmarks(data)
     mask = _parse_numbers(args.mask_lps, 4, "--mask-lps 10,-20,35,40") if args.mask_lps else None
+    if mask is not None:
+        ca.inside(fixed, np.array(mask[:3]), "--mask-lps (its centre)")
     result = register(
         fixed,
         moving,
@@ -886,13 +955,9 @@ def _cmd_register(args: argparse.Namespace) -> int:
 
 
 def _parse_numbers(text: str, count: int, example: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != count:
-        raise GuideplanError(f"{text!r} is not {count} numbers.", hint=f"Example: {example}.")
-    return values
+    from guideplan.core import validate
+
+    return [float(x) for x in validate.numbers(text, example.split()[0], count, example)]
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
@@ -903,7 +968,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from guideplan.processing.segmentation import GrowParams, grow_lesion
 
     volume = _load_for_render(Path(args.path), args.series)
-    seed = _parse_point(args.seed)
+    seed = ca.inside(volume, _parse_point(args.seed, "--seed"), "--seed")
     grow_range = tuple(_parse_numbers(args.range, 2, "--range -20,80")) if args.range else None
     overrides = {}
     if args.extension_mm is not None:

@@ -42,7 +42,9 @@ import numpy as np
 
 from guideplan import __version__
 from guideplan.core.errors import CaseFileError
+from guideplan.core.validate import finite_json
 from guideplan.core.volume import Volume
+from guideplan.io.native_stderr import captured_native_stderr
 
 
 def _sitk():
@@ -120,9 +122,16 @@ class CasePayloads:
     the array for array payloads; a damaged file raises :class:`CaseFileError`.
     """
 
-    def __init__(self, case_dir: Path, table: Mapping[str, Mapping[str, Any]]) -> None:
+    def __init__(
+        self,
+        case_dir: Path,
+        table: Mapping[str, Mapping[str, Any]],
+        damaged: Mapping[str, str] | None = None,
+    ) -> None:
         self.case_dir = case_dir
         self._table = {k: dict(v) for k, v in table.items()}
+        #: Payloads left out because their file did not match its digest: {key: file}.
+        self.damaged: dict[str, str] = dict(damaged or {})
 
     def __contains__(self, key: object) -> bool:
         return key in self._table
@@ -141,6 +150,31 @@ class CasePayloads:
         entry = self._entry(key)
         path = self.case_dir / entry["file"]
         try:
+            with captured_native_stderr() as native:
+                value = self._read(entry, path)
+        except CaseFileError:
+            raise
+        except Exception as exc:  # SimpleITK raises RuntimeError, numpy ValueError/OSError
+            raise CaseFileError(
+                f"The case '{self.case_dir}' is damaged: its file '{entry['file']}' "
+                f"({key}) cannot be read ({_short(exc)}{native.summary(prefix='; ')}).",
+                hint="Open an earlier copy of the case, or the autosaved recovery copy.",
+            ) from exc
+        if "file_digest" not in entry and entry["type"] != "transform":
+            # A case saved before file digests: check what was read against its content
+            # digest (transforms are text and may not round-trip to the same bits).
+            spec = ImagePayload.of_volume(value) if isinstance(value, Volume) else None
+            try:
+                found = _describe(spec or ArrayPayload(value))["digest"]
+            except (ValueError, TypeError):
+                found = ""
+            if found != entry.get("digest"):
+                raise _damaged_error(self.case_dir, {key: entry["file"]})
+        return value
+
+    @staticmethod
+    def _read(entry: Mapping[str, Any], path: Path) -> Volume | np.ndarray:
+        try:
             if entry["type"] == "image":
                 volume = Volume.from_sitk(_sitk().ReadImage(str(path)))
                 dtype = np.dtype(entry.get("dtype", volume.array.dtype))
@@ -152,12 +186,6 @@ class CasePayloads:
             return np.load(path, allow_pickle=False)
         except CaseFileError:
             raise
-        except Exception as exc:  # SimpleITK raises RuntimeError, numpy ValueError/OSError
-            raise CaseFileError(
-                f"The case '{self.case_dir}' is damaged: its file '{entry['file']}' "
-                f"({key}) cannot be read ({_short(exc)}).",
-                hint="Open an earlier copy of the case, or the autosaved recovery copy.",
-            ) from exc
 
     def _entry(self, key: str) -> dict[str, Any]:
         try:
@@ -166,18 +194,24 @@ class CasePayloads:
             raise KeyError(f"no payload {key!r} in the case") from None
 
 
-def read_case(path: str | os.PathLike) -> tuple[dict[str, Any], CasePayloads]:
+def read_case(
+    path: str | os.PathLike, *, skip_damaged: bool = False
+) -> tuple[dict[str, Any], CasePayloads]:
     """Read ``case.json`` of a case folder (or the file itself) and check its payloads.
 
     Returns the document (the caller's keys plus the header keys, without the payload
-    table) and the lazy payload loader. Every payload file must exist: a case with a
-    missing file is reported as broken now, not half-way through opening it.
+    table) and the lazy payload loader. Every payload file must exist and match the
+    digest of its bytes stored at save time: a missing or changed file is reported now
+    (:class:`PayloadDamagedError`, naming the files), not half-way through opening the
+    case. With ``skip_damaged`` the changed files are left out instead and listed in
+    ``CasePayloads.damaged``, so that the rest of the case can be opened.
     """
     case_dir = _case_dir(Path(path))
     doc = _read_document(case_dir)
     table = doc.pop("payloads", {})
     if not isinstance(table, dict):
         raise _broken(case_dir, "its payload table is not an object")
+    damaged: dict[str, str] = {}
     for key, entry in table.items():
         if not isinstance(entry, dict) or entry.get("type") not in ("image", "transform", "array"):
             raise _broken(case_dir, f"payload {key!r} has no valid type")
@@ -190,7 +224,33 @@ def read_case(path: str | os.PathLike) -> tuple[dict[str, Any], CasePayloads]:
                 hint="Copy the whole .gplan folder, including its 'data' folder, "
                 "or open the autosaved recovery copy.",
             )
-    return doc, CasePayloads(case_dir, table)
+        want = entry.get("file_digest")
+        if want is not None and _file_digest(case_dir / rel) != want:
+            damaged[key] = rel
+    if damaged and not skip_damaged:
+        raise _damaged_error(case_dir, damaged)
+    kept = {k: e for k, e in table.items() if k not in damaged}
+    return doc, CasePayloads(case_dir, kept, damaged)
+
+
+class PayloadDamagedError(CaseFileError):
+    """Payload files whose bytes changed since the case was saved (``files``: key -> file)."""
+
+    def __init__(self, message: str, *, hint: str | None, files: Mapping[str, str]) -> None:
+        super().__init__(message, hint=hint)
+        self.files = dict(files)
+
+
+def _damaged_error(case_dir: Path, files: Mapping[str, str]) -> PayloadDamagedError:
+    listing = ", ".join(f"'{f}' ({k})" for k, f in list(files.items())[:5])
+    more = f" and {len(files) - 5} more" if len(files) > 5 else ""
+    return PayloadDamagedError(
+        f"The case '{case_dir}' is damaged: {len(files)} data file(s) changed since it was "
+        f"saved ({listing}{more}); their contents cannot be trusted.",
+        hint="Open an earlier copy or the autosaved recovery copy, or open the rest of the "
+        "case without them.",
+        files=files,
+    )
 
 
 def read_header(path: str | os.PathLike) -> dict[str, Any]:
@@ -235,15 +295,17 @@ def write_case(
     try:
         for key, spec in payloads.items():
             entry = _describe(spec)
-            old_file = reusable.get(entry["digest"])
-            if old_file is not None:
-                entry["file"] = old_file
-                entry["size"] = (case_dir / old_file).stat().st_size
+            old = reusable.get(entry["digest"])
+            if old is not None:
+                entry["file"], entry["file_digest"] = old
+                entry["size"] = (case_dir / old[0]).stat().st_size
             else:
                 final = _write_payload(data_dir, key, spec)
                 written.append(final)
-                entry["file"] = reusable[entry["digest"]] = f"{DATA_DIR}/{final.name}"
+                entry["file"] = f"{DATA_DIR}/{final.name}"
+                entry["file_digest"] = _file_digest(final)
                 entry["size"] = final.stat().st_size
+                reusable[entry["digest"]] = (entry["file"], entry["file_digest"])
             table[key] = entry
         if written:
             _fsync_dir(data_dir)
@@ -257,7 +319,13 @@ def write_case(
             **doc,
             "payloads": table,
         }
-        text = json.dumps(full, indent=1, ensure_ascii=False, default=_json_default)
+        # NaN/inf are not JSON: stored as null, so that every reader can parse the file.
+        text = json.dumps(
+            finite_json(json.loads(json.dumps(full, default=_json_default))),
+            indent=1,
+            ensure_ascii=False,
+            allow_nan=False,
+        )
         tmp = case_dir / f".tmp.{secrets.token_hex(6)}.{CASE_JSON}"
         try:
             _write_bytes_durably(tmp, text.encode("utf-8"))
@@ -352,11 +420,17 @@ def _read_document(case_dir: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise _broken(case_dir, f"its {CASE_JSON} cannot be read ({_short(exc)})") from exc
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise _broken(
             case_dir, f"its {CASE_JSON} is not valid JSON (line {exc.lineno}: {exc.msg})"
         ) from exc
+    except ValueError as exc:  # NaN / Infinity literals
+        raise _broken(case_dir, f"its {CASE_JSON} holds {exc}") from None
+    except RecursionError:
+        raise _broken(case_dir, f"its {CASE_JSON} is nested too deeply") from None
+    if _depth(doc) > MAX_JSON_DEPTH:
+        raise _broken(case_dir, f"its {CASE_JSON} is nested deeper than {MAX_JSON_DEPTH} levels")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         found = doc.get("format") if isinstance(doc, dict) else None
         raise CaseFileError(
@@ -378,6 +452,29 @@ def _read_document(case_dir: Path) -> dict[str, Any]:
         doc = _MIGRATIONS[version](doc)
         version = doc["schema_version"] = version + 1
     return doc
+
+
+#: Deepest nesting a case.json may have (ours is about 6 deep); deeper is damage or abuse.
+MAX_JSON_DEPTH = 64
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"a {name} literal, which is not a number")
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level > MAX_JSON_DEPTH:
+                return level
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((c, level + 1) for c in children)
+    return deepest
 
 
 def _broken(case_dir: Path, what: str) -> CaseFileError:
@@ -465,22 +562,39 @@ def _only_our_leftovers(case_dir: Path) -> bool:
     return True
 
 
-def _reusable_files(case_dir: Path, old_table: Mapping[str, Any]) -> dict[str, str]:
-    """digest -> file of payloads already on disk (and still whole) in the old case."""
-    out: dict[str, str] = {}
+def _reusable_files(case_dir: Path, old_table: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """content digest -> (file, file digest) of payloads on disk that are still intact.
+
+    A file is reused only if its bytes still match the digest recorded when it was
+    written: a file damaged on disk (even with its size unchanged) is written anew, never
+    carried into the next version of the case. Files of cases saved before file digests
+    existed are rewritten once.
+    """
+    out: dict[str, tuple[str, str]] = {}
     for entry in old_table.values():
         if not isinstance(entry, dict):
             continue
         rel = _safe_payload_path(entry.get("file"))
-        digest, size = entry.get("digest"), entry.get("size")
-        if rel is None or not digest or not _PAYLOAD_NAME.match(rel.split("/")[1]):
+        digest, file_digest = entry.get("digest"), entry.get("file_digest")
+        if rel is None or not digest or not file_digest or digest in out:
+            continue
+        if not _PAYLOAD_NAME.match(rel.split("/")[1]):
             continue
         try:
-            if (case_dir / rel).stat().st_size == size:
-                out[digest] = rel
+            if _file_digest(case_dir / rel) == file_digest:
+                out[digest] = (rel, file_digest)
         except OSError:
             continue
     return out
+
+
+def _file_digest(path: Path) -> str:
+    """BLAKE2b of a file's bytes, read in chunks (payloads can be hundreds of MB)."""
+    h = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _describe(spec: PayloadSpec) -> dict[str, Any]:

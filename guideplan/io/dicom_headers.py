@@ -10,22 +10,29 @@ exception: a scan must never stop at one bad file.
 
 from __future__ import annotations
 
-import io
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from guideplan.io import zip_archives
 from guideplan.io.fast_header import (
     CHARSETS,
     FastHeader,
     encapsulated_complete,
     read_fast_header,
+)
+from guideplan.io.file_kinds import (
+    BoundedReader,
+    HeaderTooLargeError,
+    NotRegularFileError,
+    open_regular,
+    plausible_dicom_start,
 )
 
 #: SOP classes whose instances are image slices we can stack into volumes.
@@ -62,17 +69,20 @@ class FileRef:
     def __str__(self) -> str:
         return f"{self.path}!{self.member}" if self.member else self.path
 
-    def open(self) -> io.BufferedIOBase:
+    def open(self) -> BinaryIO:
+        """The file for reading; a zip member is streamed, never read whole.
+
+        Refuses what is not a regular file (a FIFO would block the open for ever, a
+        device would never end): :class:`NotRegularFileError`.
+        """
         if self.member is None:
-            return open(self.path, "rb")
-        with zipfile.ZipFile(self.path) as zf:
-            return io.BytesIO(zf.read(self.member))
+            return open_regular(self.path)
+        return zip_archives.open_member(self.path, self.member)
 
     def size(self) -> int:
         if self.member is None:
             return Path(self.path).stat().st_size
-        with zipfile.ZipFile(self.path) as zf:
-            return zf.getinfo(self.member).file_size
+        return zip_archives.member_size(self.path, self.member)
 
 
 @dataclass(frozen=True)
@@ -159,6 +169,12 @@ class FrameHeader:
         return str(self.ref)
 
 
+#: The most a pydicom parse may read of one file's header (values over 1 KB are seeked
+#: past, not read): a file with the DICM preamble, and one without (a forced parse).
+HEADER_READ_LIMIT = 64 << 20
+FORCED_READ_LIMIT = 1 << 20
+
+
 def read_headers(ref: FileRef) -> list[FrameHeader] | SkippedFile:
     """Parse one file; return its frames, or why it was skipped."""
     try:
@@ -181,26 +197,39 @@ def read_headers(ref: FileRef) -> list[FrameHeader] | SkippedFile:
                 if frames is not None:
                     return frames
             fp.seek(0)
-            ds = _dcmread(fp)
+            head = fp.read(132)
+            if not plausible_dicom_start(head):
+                return SkippedFile(str(ref), "not a DICOM file")
+            fp.seek(0)
+            ds = _dcmread(fp, str(ref), preamble=head[128:132] == b"DICM")
             if isinstance(ds, str):
                 return SkippedFile(str(ref), ds)
             return _frames_from_dataset(ds, ref, file_size)
+    except NotRegularFileError as exc:
+        return SkippedFile(str(ref), exc.message)
+    except HeaderTooLargeError as exc:
+        return SkippedFile(str(ref), exc.message)
     except (OSError, zipfile.BadZipFile) as exc:
         return SkippedFile(str(ref), f"cannot read file: {exc}")
     except Exception as exc:  # a malformed header must not stop a scan
         return SkippedFile(str(ref), f"unreadable DICOM header ({type(exc).__name__}: {exc})")
 
 
-def _dcmread(fp) -> pydicom.Dataset | str:
-    try:
-        return pydicom.dcmread(fp, defer_size=1024)
-    except InvalidDicomError:
-        pass
+def _dcmread(fp, name: str, preamble: bool) -> pydicom.Dataset | str:
+    if preamble:
+        try:
+            return pydicom.dcmread(BoundedReader(fp, HEADER_READ_LIMIT, name), defer_size=1024)
+        except InvalidDicomError:
+            pass
     # Files without the 128-byte preamble exist (old ACR-NEMA style exports); accept them
-    # only when they clearly carry an image instance.
+    # only when they clearly carry an image instance, and read at most a few MiB of them.
     fp.seek(0)
     try:
-        ds = pydicom.dcmread(fp, defer_size=1024, force=True)
+        ds = pydicom.dcmread(
+            BoundedReader(fp, FORCED_READ_LIMIT, name), defer_size=1024, force=True
+        )
+    except HeaderTooLargeError:
+        raise
     except Exception:
         return "not a DICOM file"
     if "SOPInstanceUID" not in ds or "Rows" not in ds:
@@ -218,9 +247,14 @@ def _frames_from_dataset(ds: pydicom.Dataset, ref: FileRef, file_size: int):
         pixel_offset = getattr(raw, "value_tell", None)
         length = getattr(raw, "length", None)
         pixel_length = None if length in (None, 0xFFFFFFFF) else int(length)
-    return _frames_from_values(
+    frames = _frames_from_values(
         _RawReader(ds), ref, file_size, media_sop, ts, pixel_offset, pixel_length, ds
     )
+    offset = getattr(raw, "value_tell", None)
+    if isinstance(frames, list) and ts not in UNCOMPRESSED_SYNTAXES and offset is not None:
+        for f in frames:  # where frame_codec finds the fragments without pydicom
+            f.extra["encapsulated_offset"] = int(offset)
+    return frames
 
 
 def _frames_from_fast(fast: FastHeader, ref: FileRef, file_size: int):
@@ -235,7 +269,7 @@ def _frames_from_fast(fast: FastHeader, ref: FileRef, file_size: int):
         return None
     ts = fast.transfer_syntax
     uncompressed = ts in UNCOMPRESSED_SYNTAXES
-    return _frames_from_values(
+    frames = _frames_from_values(
         get,
         ref,
         file_size,
@@ -246,6 +280,10 @@ def _frames_from_fast(fast: FastHeader, ref: FileRef, file_size: int):
         None,
         has_pixels=fast.pixel_offset is not None,
     )
+    if isinstance(frames, list) and not uncompressed:
+        for f in frames:  # where frame_codec finds the fragments without pydicom
+            f.extra["encapsulated_offset"] = fast.pixel_offset
+    return frames
 
 
 def _frames_from_values(
@@ -271,8 +309,6 @@ def _frames_from_values(
         if get.has(0x7FE00008) or get.has(0x7FE00009):
             return SkippedFile(str(ref), "float pixel data is not supported", series_uid)
         return SkippedFile(str(ref), "no pixel data in the file", series_uid)
-    if not series_uid:
-        return SkippedFile(str(ref), "no SeriesInstanceUID: cannot tell which series it belongs to")
 
     samples = get.us(0x00280002, 1)
     if samples != 1:

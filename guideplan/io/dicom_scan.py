@@ -18,9 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from guideplan.core.errors import CancelledError, NotDicomError
+from guideplan.core.errors import CancelledError, GuideplanError, NotDicomError
+from guideplan.core.progress import as_cancel
+from guideplan.io import zip_archives
 from guideplan.io.dicom_headers import FileRef, FrameHeader, SkippedFile, read_headers
-from guideplan.io.slice_stack import StackPlan, plan_stack
+from guideplan.io.file_kinds import not_regular_reason
+from guideplan.io.slice_stack import StackPlan, plan_single, plan_stack
+from guideplan.io.uid_repair import assign_missing_uids
 
 ProgressFn = Callable[[float, str], None]
 CancelFn = Callable[[], bool]
@@ -114,12 +118,13 @@ def scan(
     workers: int | None = None,
 ) -> ScanReport:
     """Scan a folder (recursively), a zip, a DICOMDIR or one file for image series."""
+    cancel = as_cancel(cancel)
     root = Path(path)
-    if not root.exists():
+    if not root.exists() and not root.is_symlink():
         raise NotDicomError(
             f"'{root}' does not exist.", hint="Check the path and choose a DICOM folder or file."
         )
-    refs, skipped = _collect_files(root)
+    refs, skipped = _collect_files(root, cancel)
     if not refs and not skipped:
         raise NotDicomError(
             f"'{root}' holds no files.", hint="Choose the folder that contains the DICOM images."
@@ -127,7 +132,12 @@ def scan(
     frames, bad = _read_all_headers(refs, progress, cancel, workers)
     skipped.extend(bad)
     report = ScanReport(root=str(root), skipped=skipped)
+    uid_notes = assign_missing_uids(frames)
     report.series = _group_series(frames)
+    for info in report.series:
+        note = uid_notes.get(info.series_uid)
+        if note:
+            info.warnings.insert(0, note)
     _attach_damaged_files(report)
     report.series.sort(
         key=lambda s: (
@@ -142,36 +152,72 @@ def scan(
 
 
 # -- walking ---------------------------------------------------------------------------
-def _collect_files(root: Path) -> tuple[list[FileRef], list[SkippedFile]]:
-    if root.is_file():
+def _collect_files(
+    root: Path, cancel: CancelFn | None = None
+) -> tuple[list[FileRef], list[SkippedFile]]:
+    """Every regular file under ``root`` (zip members included); the rest with reasons.
+
+    FIFOs, devices, sockets and links to them are never opened (a FIFO blocks an open
+    for ever, ``/dev/zero`` never ends): they are listed as skipped, with what they are.
+    """
+    if not root.is_dir():
+        reason = not_regular_reason(root)
+        if reason is not None:
+            return [], [SkippedFile(str(root), reason)]
         if root.name.upper() == "DICOMDIR":
-            return _collect_files(root.parent)
-        if zipfile.is_zipfile(root):
-            return _zip_members(root), []
+            return _collect_files(root.parent, cancel)
+        if _is_zip(str(root)):
+            return _zip_members(root)
         return [FileRef(str(root))], []
     refs: list[FileRef] = []
     skipped: list[SkippedFile] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for count, (dirpath, dirnames, filenames) in enumerate(os.walk(root)):
+        if cancel is not None and count % 64 == 0 and cancel():
+            raise CancelledError("Scan cancelled; nothing was loaded.")
         dirnames.sort()
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in sorted(filenames):
             if name in _IGNORED_NAMES or name.startswith("._"):
                 continue
             full = os.path.join(dirpath, name)
-            if name.lower().endswith(".zip") and zipfile.is_zipfile(full):
-                refs.extend(_zip_members(Path(full)))
+            reason = not_regular_reason(full)
+            if reason is not None:
+                skipped.append(SkippedFile(full, reason))
+            elif name.lower().endswith(".zip") and _is_zip(full):
+                members, bad = _zip_members(Path(full))
+                refs.extend(members)
+                skipped.extend(bad)
             else:
                 refs.append(FileRef(full))
     return refs, skipped
 
 
-def _zip_members(archive: Path) -> list[FileRef]:
-    with zipfile.ZipFile(archive) as zf:
-        return [
-            FileRef(str(archive), info.filename)
-            for info in zf.infolist()
-            if not info.is_dir() and not Path(info.filename).name.startswith(".")
-        ]
+def _is_zip(path: str) -> bool:
+    try:
+        return zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
+def _zip_members(archive: Path) -> tuple[list[FileRef], list[SkippedFile]]:
+    """The archive's file members (read from its central directory once)."""
+    try:
+        infos = zip_archives.archive(str(archive)).infolist()
+    except (OSError, zipfile.BadZipFile, GuideplanError, ValueError) as exc:
+        return [], [SkippedFile(str(archive), f"damaged zip archive ({exc})")]
+    refs: list[FileRef] = []
+    skipped: list[SkippedFile] = []
+    for info in infos:
+        name = Path(info.filename).name
+        if info.is_dir() or not name or name.startswith(".") or name in _IGNORED_NAMES:
+            continue
+        if info.flag_bits & 0x1:
+            skipped.append(
+                SkippedFile(f"{archive}!{info.filename}", "encrypted zip member (no password)")
+            )
+            continue
+        refs.append(FileRef(str(archive), info.filename))
+    return refs, skipped
 
 
 def _read_all_headers(
@@ -300,6 +346,13 @@ def _drop_stray_frames(frames: list[FrameHeader], info: SeriesInfo) -> list[Fram
             "(ImagePositionPatient / ImageOrientationPatient): they cannot be placed in 3D"
         )
         return frames
+    bad = [p for p in (orientation_problem(f.orientation) for f in frames) if p]
+    if bad:
+        info.error = (
+            f"{len(bad)} of {len(frames)} images have an invalid ImageOrientationPatient "
+            f"({bad[0]}): they cannot be placed in 3D"
+        )
+        return frames
     if any(f.pixel_spacing is None for f in frames):
         info.warnings.append("no PixelSpacing: assuming 1 mm pixels (measurements will be wrong)")
     groups: dict[tuple, list[FrameHeader]] = defaultdict(list)
@@ -331,10 +384,12 @@ def _drop_stray_frames(frames: list[FrameHeader], info: SeriesInfo) -> list[Fram
 
 
 def plan_for_frames(frames: list[FrameHeader]) -> StackPlan:
-    if len(frames) < 2:
-        raise ValueError(
-            "the series has a single image; a volume needs at least two parallel slices"
-        )
+    if len(frames) == 1:
+        f = frames[0]
+        return plan_single(
+            f.position, f.orientation, f.pixel_spacing or (1.0, 1.0), f.rows, f.columns,
+            f.slice_thickness,
+        )  # fmt: skip
     orientation = np.mean([f.orientation for f in frames], axis=0)
     spacing = frames[0].pixel_spacing or (1.0, 1.0)
     positions = np.array([f.position for f in frames])
@@ -347,6 +402,21 @@ def plan_for_frames(frames: list[FrameHeader]) -> StackPlan:
         ]
     )
     return plan_stack(positions, orientation, spacing, frames[0].rows, frames[0].columns, tie)
+
+
+def orientation_problem(cosines: np.ndarray) -> str | None:
+    """Why six cosines are not an image orientation (None when they are one)."""
+    r, c = np.asarray(cosines[:3], dtype=float), np.asarray(cosines[3:], dtype=float)
+    nr, nc = float(np.linalg.norm(r)), float(np.linalg.norm(c))
+    if not (abs(nr - 1) < _COSINE_TOL and abs(nc - 1) < _COSINE_TOL):
+        return f"its direction cosines are not unit vectors (lengths {nr:.3g}, {nc:.3g})"
+    if abs(float(r @ c)) > _COSINE_TOL:
+        return "its row and column directions are not perpendicular"
+    return None
+
+
+#: ImageOrientationPatient is written with 5-6 decimals; more than this is not rounding.
+_COSINE_TOL = 1e-2
 
 
 def _round_list(values) -> list[float] | None:

@@ -179,6 +179,51 @@ def plan_stack(
     )
 
 
+#: What a one-image "volume" cannot do, said wherever one is opened.
+SINGLE_SLICE_NOTE = (
+    "a single image, opened as a one-slice volume: measurements and paths in its plane "
+    "work; features that need a volume (the 3D view, automatic anatomy, 3D lesion "
+    "segmentation, registration, entry suggestions and paths that leave the plane) "
+    "need a series of at least two parallel slices"
+)
+
+
+def plan_single(
+    position: np.ndarray,
+    orientation: np.ndarray,
+    pixel_spacing: tuple[float, float],
+    rows: int,
+    columns: int,
+    thickness_mm: float | None,
+) -> StackPlan:
+    """The plan of a one-image series: one slice, as thick as SliceThickness says.
+
+    Without a usable SliceThickness the slice is given 1 mm and a warning says so: the
+    thickness only matters for volumes and the 3D display, never for in-plane geometry.
+    """
+    direction = geometry.orientation_from_cosines(orientation[:3], orientation[3:])
+    dj, di = pixel_spacing
+    warnings = [SINGLE_SLICE_NOTE]
+    if thickness_mm is not None and np.isfinite(thickness_mm) and thickness_mm > 0:
+        step = float(thickness_mm)
+    else:
+        step = 1.0
+        warnings.append(
+            "no SliceThickness: the slice is taken as 1 mm thick (volumes are not reliable)"
+        )
+    return StackPlan(
+        order=np.array([0]),
+        normal_positions=np.array([float(np.asarray(position) @ direction[:, 2])]),
+        inplane_shift_px=np.zeros((1, 2)),
+        spacing=(float(di), float(dj), step),
+        origin=np.asarray(position, dtype=float),
+        direction=direction,
+        size=(columns, rows, 1),
+        blend=[(0, 0, 0.0)],
+        warnings=warnings,
+    )
+
+
 def _describe_irregular(
     steps: np.ndarray, s_sorted: np.ndarray, median_step: float, tol: float, step: float
 ) -> str:

@@ -34,6 +34,7 @@ from guideplan.io import case_file
 from guideplan.io.case_file import ArrayPayload, ImagePayload, PayloadSpec, TransformPayload
 from guideplan.io.dicom_scan import ScanReport, scan
 from guideplan.io.dicom_series import load_series
+from guideplan.model.case_schema import check_nodes
 from guideplan.model.nodes import LabelMapNode, Node, VolumeNode, node_from_dict
 from guideplan.model.scene import Scene
 
@@ -133,6 +134,8 @@ def open_case(
     cancel: CancelFn | Any | None = None,
     *,
     locate: LocateFn | None = None,
+    skip_damaged: bool = False,
+    problems: list[str] | None = None,
 ) -> Scene:
     """Read a case folder into a new Scene (clean history), reloading images from DICOM.
 
@@ -140,13 +143,17 @@ def open_case(
     be found where the case says (naming the series and the place), and for label maps
     whose grid no longer matches their reloaded reference volume.
     ``cancel`` (callable or threading.Event) raises :class:`CancelledError`.
+    A data file changed since the save raises :class:`~guideplan.io.case_file.
+    PayloadDamagedError`; with ``skip_damaged`` the nodes that need such a file are left
+    out instead, each named in ``problems`` (the GUI's "open the rest of the case").
     """
     is_cancelled = as_cancel(cancel)
-    document, payloads = case_file.read_case(path)
+    document, payloads = case_file.read_case(path, skip_damaged=skip_damaged)
     case_dir = payloads.case_dir
     raw_nodes = document.get("nodes", [])
-    if not isinstance(raw_nodes, list) or not all(isinstance(d, dict) for d in raw_nodes):
-        raise _broken(case_dir, "its node list is not a list of objects")
+    check_nodes(raw_nodes, case_dir)
+    if payloads.damaged:
+        raw_nodes = _without_damaged(raw_nodes, payloads.damaged, problems)
 
     pairs: list[tuple[Node, dict[str, Any]]] = []
     for data in raw_nodes:
@@ -179,6 +186,26 @@ def open_case(
     scene.history.clear()
     scene.history.mark_clean()
     return scene
+
+
+def _without_damaged(
+    raw_nodes: list[dict[str, Any]], damaged: Mapping[str, str], problems: list[str] | None
+) -> list[dict[str, Any]]:
+    """The nodes that need none of the damaged payload files."""
+    kept = []
+    for data in raw_nodes:
+        keys = [e.get("key") for e in (data.get("payloads") or {}).values() if isinstance(e, dict)]
+        keys.append(data.get("embedded_volume"))
+        bad = [damaged[k] for k in keys if k in damaged]
+        if bad:
+            if problems is not None:
+                problems.append(
+                    f"'{data.get('name') or data.get('id')}' left out: its file {bad[0]} "
+                    "changed since the case was saved"
+                )
+            continue
+        kept.append(data)
+    return kept
 
 
 def _restore_volume(

@@ -131,18 +131,36 @@ def read_catalog_file(path: str | os.PathLike) -> list[Device]:
         raise CatalogError(
             f"Device catalog {path} is not valid JSON ({exc}).", hint="Fix the file."
         ) from None
-    if doc.get("format") != CATALOG_FORMAT:
+    except (OSError, UnicodeDecodeError, RecursionError) as exc:
         raise CatalogError(
-            f"{path} is not a guideplan device catalog (format {doc.get('format')!r}).",
+            f"Device catalog {path} cannot be read ({type(exc).__name__}).",
+            hint="Give a JSON device catalog file.",
+        ) from None
+    if not isinstance(doc, dict) or doc.get("format") != CATALOG_FORMAT:
+        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise CatalogError(
+            f"{path} is not a guideplan device catalog (format {found!r}).",
             hint=f'The file needs "format": "{CATALOG_FORMAT}" and "version": {CATALOG_VERSION}.',
         )
-    if int(doc.get("version", 0)) > CATALOG_VERSION:
+    version = doc.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CatalogError(
+            f"{path}: version {version!r} is not a whole number.",
+            hint=f'The file needs "version": {CATALOG_VERSION}.',
+        )
+    devices = doc.get("devices", [])
+    if not isinstance(devices, list) or not all(isinstance(d, dict) for d in devices):
+        raise CatalogError(
+            f"{path}: 'devices' is not a list of device objects.",
+            hint="See the 'zone_schema' of resources/devices/catalog.json for the format.",
+        )
+    if version > CATALOG_VERSION:
         raise CatalogError(
             f"{path} is a catalog of version {doc.get('version')}, newer than this guideplan "
             f"reads ({CATALOG_VERSION}).",
             hint="Update guideplan, or save the catalog in the older format.",
         )
-    return [Device.from_dict(raw, str(path)) for raw in doc.get("devices", [])]
+    return [Device.from_dict(raw, str(path)) for raw in devices]
 
 
 # ======================================================================================

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from guideplan.core.errors import GuideplanError
 from guideplan.core.volume import Volume
+from guideplan.io.case_file import PayloadDamagedError
 from guideplan.model.case import open_case, save_case
 from guideplan.model.nodes import VolumeNode
 from guideplan.model.recovery import discard_recovery, pending_recoveries, recover
@@ -32,12 +33,42 @@ class CaseActions:
             return
         path = Path(path)
 
-        def task(progress, cancel):
-            return open_case(path, progress=progress, cancel=cancel)
+        self._open_case_task(path, skip_damaged=False)
 
-        def done(scene: Scene) -> None:
-            self.set_scene(scene, case_path=path)
+    def _open_case_task(self, path: Path, skip_damaged: bool) -> None:
+        """Open in the background; a case with damaged data files offers to open the rest."""
+        problems: list[str] = []
+
+        def task(progress, cancel):
+            try:
+                return open_case(
+                    path, progress=progress, cancel=cancel, skip_damaged=skip_damaged,
+                    problems=problems,
+                )  # fmt: skip
+            except PayloadDamagedError as exc:
+                return exc  # answered in the GUI thread (done)
+
+        def done(result) -> None:
+            if isinstance(result, PayloadDamagedError):
+                answer = QMessageBox.question(
+                    self,
+                    result.title,
+                    f"{result.message}\n\nOpen the rest of the case without the damaged "
+                    "parts? (The case folder is left unchanged.)",
+                )
+                if answer == QMessageBox.StandardButton.Yes:
+                    self._open_case_task(path, skip_damaged=True)
+                return
+            self.set_scene(result, case_path=path)
             self.statusBar().showMessage(f"Opened {path}", 5000)
+            if problems:
+                QMessageBox.warning(
+                    self,
+                    "Case opened without its damaged parts",
+                    "\n".join(problems)
+                    + "\n\nSaving writes the case without them; save under another name "
+                    "to keep the damaged folder as it is.",
+                )
 
         run_task(self, task, done, "Opening case")
 

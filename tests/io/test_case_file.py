@@ -107,6 +107,9 @@ def test_tfm_with_a_center_is_read_as_the_same_affine(tmp_path: Path):
     entry = json.loads((tmp_path / "c.gplan" / "case.json").read_text())["payloads"]["t"]
     euler = sitk.Euler3DTransform((5.0, 6.0, 7.0), 0.1, -0.2, 0.3, (1.0, 2.0, 3.0))
     sitk.WriteTransform(euler, str(tmp_path / "c.gplan" / entry["file"]))  # another tool's file
+    doc = json.loads((tmp_path / "c.gplan" / "case.json").read_text())
+    del doc["payloads"]["t"]["file_digest"]  # (its case.json has no digest of the new bytes)
+    _corrupt(tmp_path / "c.gplan", json.dumps(doc))
     m = read_case(tmp_path / "c.gplan")[1].load("t")
     p = (3.0, -4.0, 5.0)
     np.testing.assert_allclose(m[:3, :3] @ p + m[:3, 3], euler.TransformPoint(p), atol=1e-12)
@@ -250,8 +253,12 @@ def test_missing_payload_is_reported_when_opening(saved: Path):
     assert entry["file"] in str(err.value)
 
 
-def test_damaged_payload_is_reported_when_loaded(saved: Path):
-    entry = json.loads((saved / "case.json").read_text())["payloads"]["lesion/labels"]
+def test_damaged_payload_of_a_case_without_file_digests_is_reported_when_loaded(saved: Path):
+    doc = json.loads((saved / "case.json").read_text())
+    for e in doc["payloads"].values():
+        del e["file_digest"]  # as saved before file digests existed
+    _corrupt(saved, json.dumps(doc))
+    entry = doc["payloads"]["lesion/labels"]
     (saved / entry["file"]).write_bytes(b"NRRD0004\nnonsense\n")
     _, payloads = read_case(saved)
     with pytest.raises(CaseFileError, match="damaged"):

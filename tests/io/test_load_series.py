@@ -552,13 +552,6 @@ def test_mixed_image_sizes_in_one_series(tmp_path):
     assert_helpful(err.value)
 
 
-def test_single_slice_is_not_a_volume(tmp_path):
-    _small_series(tmp_path, "one", n=1)
-    with pytest.raises(VolumeFormationError) as err:
-        load_series(tmp_path)
-    assert_helpful(err.value)
-
-
 def test_several_series_and_no_choice_is_ambiguous(tmp_path):
     a = _small_series(tmp_path / "a", "amb_a")
     b = _small_series(
