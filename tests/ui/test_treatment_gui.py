@@ -217,6 +217,12 @@ def test_catalog_dialog_adds_a_device_to_the_combo(window, qtbot):
     ]
     assert "-40 °C width" in headers and dialog.table.rowCount() == 2
     assert dialog.approximate.isChecked() and "PMC" in dialog.source.toPlainText()
+    # where a reader finds each number, and its limits
+    refs = dialog.references.text()
+    assert "PMID 19695903" in refs and "limits: agar phantom" in refs
+    assert "0 °C edge past the tip (mm)" in headers
+    chart = dialog.entry_from_form()["zone"]
+    assert chart["rows"][1]["far_edge_beyond_tip_mm"] == 5.0
 
     dialog.new_device()
     dialog.id_edit.setText("rf-mine-17g")
