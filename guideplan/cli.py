@@ -60,8 +60,14 @@ treatment zones (--zone-device, --cement-ml, --ethanol-ml, --case):
     warnings: [{code, severity, message, values}] with codes SKIN_BURN_RISK,
              CORD_THERMAL_RISK, NERVE_THERMAL_RISK, ORGAN_BURN_RISK,
              INCOMPLETE_COVERAGE, MARGIN_BELOW_SETTING, CEMENT_LEAK_RISK,
-             FRACTURE_RISK_CONSOLIDATE, CRYO_SPACING_TOO_WIDE,
+             FRACTURE_RISK_CONSOLIDATE, SPINE_UNSTABLE, IMPENDING_FRACTURE_FIXATION,
+             CRYO_SPACING_TOO_WIDE, CRYO_SPACING_ABOVE_SOURCE,
              ZONE_CHART_EXTRAPOLATED, ZONE_CLIPPED_AT_CORTEX, ETHANOL_OVERFLOW
+    fracture_risk: {score {system (SINS | Mirels), total (None while a component is
+             not known), min, max, complete, category, components [{name, points,
+             value, origin (image | level | bone | user | unknown), detail,
+             max_points}], source}, consolidation {fill_pct, target_pct, measure
+             (vertebral body | lesion), in_same_bone, enough}}
     worst_severity
   --case CASE: {case, trajectories [{id, name, device_id, path: <the keys above>}],
              zones [{node_id, name, trajectory_id, model, parameters, zone | cement |
@@ -197,6 +203,24 @@ def _parser() -> argparse.ArgumentParser:
         "--case",
         metavar="CASE",
         help="a saved guideplan case: every trajectory and zone of it is evaluated",
+    )
+    f = p.add_argument_group("fracture risk (SINS for the spine, Mirels for long bones)")
+    f.add_argument(
+        "--bone",
+        metavar="NAME",
+        help="the lesion's host bone, e.g. 'femur', 'proximal femur peritrochanteric', "
+        "'humerus', 'acetabulum', 'L2 vertebral body' (default: from the case)",
+    )
+    f.add_argument(
+        "--pain",
+        choices=["mechanical", "occasional", "none", "mild", "moderate", "functional"],
+        help="pain as the patient reports it (SINS: mechanical/occasional/none; Mirels: "
+        "mild/moderate/functional); not entered: the score is a range",
+    )
+    f.add_argument(
+        "--alignment",
+        choices=["subluxation", "deformity", "normal"],
+        help="spinal alignment (SINS: subluxation/translation, de novo deformity, normal)",
     )
     p.set_defaults(func=_cmd_plan)
 
@@ -588,7 +612,7 @@ def _plan_treatment(args, inputs, path_ctx, lesion_only, entry, target) -> dict:
         masks,
         roi_lps=tips,
         level=args.level or level,
-        host=host,
+        host=args.bone or host,
         margin_mm=args.margin_mm,
     )
     if named is None:  # automatic structures (the canal) plus the skin found from the CT
@@ -627,7 +651,10 @@ def _plan_treatment(args, inputs, path_ctx, lesion_only, entry, target) -> dict:
             entries_lps=np.array([e for e, _ in needles]),
             device_id=trocar,
         )
-    evaluation = evaluate_plan(ctx, zones, cement)
+    from guideplan.planning.fracture_risk import FractureInputs
+
+    inputs = FractureInputs(pain=args.pain, alignment=args.alignment)
+    evaluation = evaluate_plan(ctx, zones, cement, inputs)
     out = evaluation.to_json()
     out["structures_source"] = source
     return out
@@ -683,9 +710,29 @@ def _print_treatment(doc: dict) -> None:
                 f"(strength {fill['strength_target_pct']:g} %)"
             )
         )
+    _print_fracture(doc.get("fracture_risk"))
     for w in doc["warnings"]:
         print(f"  [{w['severity']}] {w['code']}: {w['message']}")
     print(f"  {doc['estimate_statement']}")
+
+
+def _print_fracture(fracture: dict | None) -> None:
+    score = (fracture or {}).get("score")
+    if not score:
+        return
+    total = score["total"] if score["complete"] else f"{score['min']}-{score['max']}"
+    print(f"  {score['system']} {total}: {score['category']}")
+    for c in score["components"]:
+        points = "?" if c["points"] is None else c["points"]
+        print(
+            f"    {c['name']}: {points} ({c['value'] or 'not known'}; {c['origin']}) {c['detail']}"
+        )
+    cons = fracture.get("consolidation")
+    if cons and cons["fill_pct"] is not None:
+        print(
+            f"    cement fill {cons['fill_pct']:.1f} % of the {cons['measure']} "
+            f"(target {cons['target_pct']:g} %)"
+        )
 
 
 def _plan_case(args: argparse.Namespace) -> int:

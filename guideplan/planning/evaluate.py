@@ -15,8 +15,9 @@ Warnings (:class:`PlanWarning`, stable codes), each with the numbers behind it:
 ``SKIN_BURN_RISK``, ``CORD_THERMAL_RISK``, ``NERVE_THERMAL_RISK``, ``ORGAN_BURN_RISK``
 (which one a structure raises: ``treatment.json`` "structure_risks"; a canal below the
 conus holds the cauda equina and raises the nerve warning), ``INCOMPLETE_COVERAGE``,
-``MARGIN_BELOW_SETTING``, ``CEMENT_LEAK_RISK``, ``FRACTURE_RISK_CONSOLIDATE`` (ablation of
-a weight-bearing bone or a lytic vertebral body without cement), and the zones' own
+``MARGIN_BELOW_SETTING``, ``CEMENT_LEAK_RISK``, ``FRACTURE_RISK_CONSOLIDATE``,
+``SPINE_UNSTABLE``, ``IMPENDING_FRACTURE_FIXATION`` (SINS / Mirels and the cement against
+its fill target: :mod:`guideplan.planning.fracture_risk`), and the zones' own
 (``CRYO_SPACING_TOO_WIDE``, ``ZONE_CHART_EXTRAPOLATED``, ``ZONE_CLIPPED_AT_CORTEX``,
 ``ETHANOL_OVERFLOW``). Every output carries the statement that predicted zones are
 estimates.
@@ -29,9 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from guideplan.planning import grid
+from guideplan.planning import fracture_risk, grid
 from guideplan.planning.cement import CementResult
 from guideplan.planning.context import TreatmentContext, settings_values
+from guideplan.planning.fracture_risk import FractureInputs
 from guideplan.planning.path_analysis import SEVERITY_ORDER, PlanWarning
 from guideplan.planning.structures import StructureField
 from guideplan.planning.zones import Zone, estimate_statement
@@ -108,6 +110,9 @@ class Evaluation:
     warnings: list[PlanWarning]
     settings: dict[str, Any]
     lesion: dict[str, Any] | None
+    #: The fracture score (SINS / Mirels, each component with its origin) and the
+    #: cement's consolidation against its target (guideplan.planning.fracture_risk).
+    fracture: dict[str, Any] | None = None
 
     @property
     def worst_severity(self) -> str:
@@ -135,6 +140,7 @@ class Evaluation:
                 **({} if self.cement_result is None else {"fill": self.cement_result.to_json()}),
             },
             "combined": None if self.combined is None else self.combined.to_json(),
+            "fracture_risk": self.fracture,
             "warnings": [w.to_json() for w in self.warnings],
             "worst_severity": self.worst_severity,
         }
@@ -302,8 +308,10 @@ def evaluate_plan(
     ctx: TreatmentContext,
     ablation: list[Zone] | tuple[Zone, ...] = (),
     cement: CementResult | None = None,
+    fracture_inputs: FractureInputs | None = None,
 ) -> Evaluation:
-    """Figures and warnings of the ablation zones, the cement, and both together."""
+    """Figures and warnings of the ablation zones, the cement, and both together;
+    ``fracture_inputs``: what the user enters for the fracture score (pain, alignment)."""
     ablation = [z for z in ablation]
     per_zone = [(z, zone_figures(ctx, z, label=z.model)) for z in ablation]
     abl_union = union_zone(ablation, "ablation")
@@ -324,8 +332,15 @@ def evaluate_plan(
         if both is not None:
             combined = zone_figures(ctx, both, "ablation+cement", distances=False)
     warnings = _warnings(ctx, per_zone, abl_fig, cement)
+    score = fracture_risk.assess(ctx, fracture_inputs)
+    fracture, consolidation = fracture_risk.fracture_warnings(ctx, ablation, cement, score)
+    warnings = sorted(warnings + fracture, key=lambda w: -SEVERITY_ORDER[w.severity])
     facts = ctx.lesion_facts()
     return Evaluation(
+        fracture={
+            "score": None if score is None else score.to_json(),
+            "consolidation": None if consolidation is None else consolidation.to_json(),
+        },
         zones=per_zone,
         ablation=abl_fig,
         cement=cem_fig,
@@ -461,9 +476,6 @@ def _warnings(
             )
     if cement is not None:
         out.extend(cement.warnings)
-    fracture = _fracture_risk(ctx, per_zone, cement)
-    if fracture is not None:
-        out.append(fracture)
     return sorted(out, key=lambda w: -SEVERITY_ORDER[w.severity])
 
 
@@ -503,31 +515,3 @@ def _skin_protection(ctx: TreatmentContext, cryo: list[Zone]) -> list[PlanWarnin
             },
         )
     ]
-
-
-def _fracture_risk(
-    ctx: TreatmentContext, per_zone: list[tuple[Zone, ZoneFigures]], cement: CementResult | None
-) -> PlanWarning | None:
-    ablated = [z for z, _ in per_zone if z.kind in ABLATION_KINDS and z.mask.any()]
-    if not ablated or cement is not None:
-        return None
-    facts = ctx.lesion_facts()
-    cfg = settings_values("evaluation", ctx.settings)
-    host = (ctx.host or "").lower()
-    weight_bearing = any(word in host for word in cfg["weight_bearing_words"])
-    vertebral_lytic = facts is not None and facts.vertebral and facts.kind in ("lytic", "mixed")
-    if not (weight_bearing or vertebral_lytic):
-        return None
-    why = "a lytic vertebral body" if vertebral_lytic else f"a weight-bearing bone ({ctx.host})"
-    return PlanWarning(
-        "FRACTURE_RISK_CONSOLIDATE",
-        "warning",
-        f"Ablation of {why} without cement: the ablated bone may fracture; consider "
-        "cementoplasty (consolidation) in the same session.",
-        {
-            "lesion_type": None if facts is None else facts.kind,
-            "vertebral": None if facts is None else facts.vertebral,
-            "host": ctx.host,
-            "weight_bearing": weight_bearing,
-        },
-    )
