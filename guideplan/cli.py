@@ -68,6 +68,8 @@ treatment zones (--zone-device, --cement-ml, --ethanol-ml, --case):
              value, origin (image | level | bone | user | unknown), detail,
              max_points}], source}, consolidation {fill_pct, target_pct, measure
              (vertebral body | lesion), in_same_bone, enough}}
+    device_references: [{device, name, approximate, source, references [{ref, pmid,
+             doi, url, locator, supports, limits}]}] (where the zones' figures come from)
     worst_severity
   --case CASE: {case, trajectories [{id, name, device_id, path: <the keys above>}],
              zones [{node_id, name, trajectory_id, model, parameters, zone | cement |
@@ -656,8 +658,18 @@ def _plan_treatment(args, inputs, path_ctx, lesion_only, entry, target) -> dict:
     inputs = FractureInputs(pain=args.pain, alignment=args.alignment)
     evaluation = evaluate_plan(ctx, zones, cement, inputs)
     out = evaluation.to_json()
+    used = [z.device_id for z in zones] + ([cement.zone.device_id] if cement is not None else [])
+    out["device_references"] = _references(catalog, used)
     out["structures_source"] = source
     return out
+
+
+def _references(catalog, device_ids) -> list[dict]:
+    """Where the figures of the devices used come from (for reports)."""
+    from guideplan.planning.devices import device_references
+
+    seen = dict.fromkeys(d for d in device_ids if d and d in catalog)
+    return [device_references(catalog.get(d)) for d in seen]
 
 
 def _parse_path(text: str):

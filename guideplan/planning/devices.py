@@ -105,6 +105,19 @@ class Catalog:
         return next((d for d in needles if d.gauge == 18), needles[0])
 
 
+def device_references(device: Device) -> dict[str, Any]:
+    """What a report prints about where a device's figures come from: the summary, each
+    reference (citation, PMID/DOI/URL, where in it, what it gives, its limits) and
+    whether the chart is approximate."""
+    return {
+        "device": device.id,
+        "name": device.name,
+        "approximate": device.approximate,
+        "source": device.source,
+        "references": list(device.data.get("sources") or []),
+    }
+
+
 def user_catalog_path() -> Path:
     return user_resources_dir().parent / "devices.json"
 

@@ -278,6 +278,9 @@ def test_plan_scores_a_femur_from_the_bone_option_and_asks_for_consolidation(tmp
     assert [c["origin"] for c in score["components"]] == ["bone", "user", "image", "image"]
     codes = {w["code"] for w in t["warnings"]}
     assert "FRACTURE_RISK_CONSOLIDATE" in codes
+    # the report carries where the device's figures come from, with their limits
+    (refs,) = t["device_references"]
+    assert refs["device"] == "rf-bone-16g-10mm" and "not bone" in refs["references"][0]["limits"]
     # no host bone named: no long-bone score, no weight-bearing rule
     assert main(args) == 0
     t = json.loads(capsys.readouterr().out)["treatment"]
