@@ -197,6 +197,13 @@ def _parser() -> argparse.ArgumentParser:
         "another probe of the zone device); repeatable",
     )
     z.add_argument(
+        "--cover-lesion",
+        action="store_true",
+        help="plan overlapping zones of --zone-device (RF, bipolar RF, microwave) along "
+        "the entry -> target direction until the lesion + margin is covered (repositioned "
+        "probe / parallel probes); needs the lesion",
+    )
+    z.add_argument(
         "--level",
         help="vertebral level of the lesion (e.g. L2): cord above the "
         "conus, cauda equina below (default: from the case or found automatically)",
@@ -626,6 +633,21 @@ def _plan_treatment(args, inputs, path_ctx, lesion_only, entry, target) -> dict:
     if zone_id is not None:
         device = catalog.get(zone_id)
         groups = [needles] if device.kind == "cryoprobe" else [[n] for n in needles]
+        cover = None
+        if args.cover_lesion:
+            from guideplan.planning.overlap import plan_overlapping_zones
+
+            cover = plan_overlapping_zones(
+                ctx,
+                device,
+                entry,
+                target,
+                power_w=args.power_w,
+                time_s=args.time_s,
+                clip_cortex=args.clip_cortex,
+            )
+            zones.extend(cover.zones)
+            groups = []
         for group in groups:
             zones.append(
                 ablation_zone(
@@ -658,6 +680,8 @@ def _plan_treatment(args, inputs, path_ctx, lesion_only, entry, target) -> dict:
     inputs = FractureInputs(pain=args.pain, alignment=args.alignment)
     evaluation = evaluate_plan(ctx, zones, cement, inputs)
     out = evaluation.to_json()
+    if zone_id is not None and cover is not None:
+        out["overlap"] = cover.to_json()
     used = [z.device_id for z in zones] + ([cement.zone.device_id] if cement is not None else [])
     out["device_references"] = _references(catalog, used)
     out["structures_source"] = source

@@ -10,9 +10,12 @@ Every zone is an *estimate* (the built-in device charts are approximate, see
 
 Models (``Zone.model``, also the ``ZoneNode.model`` of a saved plan):
 
-``rf-ellipsoid`` / ``mw-ellipsoid``
-    The device chart gives length x width and the centre's offset from the tip for the
-    chosen time (RF) or power x time (microwave), interpolated between chart rows
+``rf-ellipsoid`` / ``rf-bipolar`` / ``mw-ellipsoid``
+    Bipolar bone RF (two electrodes at the tip): the zone grows with time back along the
+    shaft and ends at the tip; no built-in chart (none citable), the user enters it from
+    the instructions for use. The device chart gives length x width and the centre's
+    offset from the tip for the chosen time (RF) or power x time (microwave), interpolated
+    between chart rows
     (:func:`zone_dimensions`). Optionally clipped where heat would have to cross thick
     cortical bone (:func:`clip_at_cortex`, an estimate).
 ``cryo-isotherms``
@@ -58,6 +61,7 @@ if TYPE_CHECKING:
 #: Device kinds with a zone model, and the model each gives.
 ZONE_MODELS = {
     "rf_probe": "rf-ellipsoid",
+    "rf_bipolar": "rf-bipolar",
     "mw_antenna": "mw-ellipsoid",
     "cryoprobe": "cryo-isotherms",
     "ethanol_needle": "ethanol-fill",
@@ -313,7 +317,11 @@ def _read_chart(device: Device, power_w: float | None, time_s: float | None) -> 
     else:
         length, width = values["length_mm"], values["width_mm"]
     offset = float(values.get("center_offset_mm", 0.0))
-    if isotherms and "far_edge_beyond_tip_mm" in values:
+    if device.kind == "rf_bipolar":
+        # two electrodes at the tip: the zone grows back along the shaft from the tip
+        # (its far edge at the tip unless the chart says how far beyond it)
+        offset = length / 2.0 - float(values.get("far_edge_beyond_tip_mm", 0.0))
+    elif isotherms and "far_edge_beyond_tip_mm" in values:
         # ProstateCryoAblation places the 0 °C iceball with its centre at tip + (far - Rz)
         # along the needle: its far edge lies ``far`` mm beyond the tip (the centre is
         # Rz - far back from the tip); the colder shells share that centre.
@@ -533,7 +541,7 @@ def thermal_zone(
     clip_cortex: bool = False,
 ) -> Zone:
     """The RF or microwave zone of a probe whose tip is at ``tip``."""
-    if device.kind not in ("rf_probe", "mw_antenna"):
+    if device.kind not in ("rf_probe", "rf_bipolar", "mw_antenna"):
         raise ZoneError(
             f"{device.name} is not an RF probe or microwave antenna.",
             hint="Use cryo_zone / ethanol_zone for other devices.",

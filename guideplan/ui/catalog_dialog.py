@@ -50,6 +50,7 @@ KIND_NAMES = {
     "needle": "Needle",
     "cement_trocar": "Cement trocar",
     "rf_probe": "Radiofrequency probe",
+    "rf_bipolar": "Bipolar bone RF probe (zone ends at the tip)",
     "mw_antenna": "Microwave antenna",
     "cryoprobe": "Cryoprobe",
     "ethanol_needle": "Ethanol needle",
@@ -88,7 +89,7 @@ def sources_text(raw: dict[str, Any]) -> str:
 def chart_columns(kind: str, chart: dict[str, Any]) -> list[str]:
     """The table's columns for a kind: the chart's parameters, then the zone's size;
     cryo: one length and width per isotherm ('isotherms/-20/width_mm')."""
-    if kind not in ("rf_probe", "mw_antenna", "cryoprobe"):
+    if kind not in ("rf_probe", "rf_bipolar", "mw_antenna", "cryoprobe"):
         return []
     params = list(chart.get("parameters") or ["time_s"])
     if kind == "mw_antenna" and "power_w" not in params:
@@ -104,6 +105,8 @@ def chart_columns(kind: str, chart: dict[str, Any]) -> list[str]:
         # entry places the iceball by its centre
         place = "center_offset_mm" if rows and "center_offset_mm" in rows[0] else EDGE
         return [*params, place, *shells]  # shell sizes in mm
+    if kind == "rf_bipolar":  # the zone ends at the tip: no offset to enter
+        return [*params, "length_mm", "width_mm"]
     return [*params, "length_mm", "width_mm", "center_offset_mm"]
 
 
@@ -387,9 +390,9 @@ class CatalogDialog(QDialog):
                 self.table.setItem(r, c, QTableWidgetItem(text))
 
     def _show_chart_fields(self, kind: str) -> None:
-        chart = kind in ("rf_probe", "mw_antenna", "cryoprobe", "ethanol_needle")
+        chart = kind in ("rf_probe", "rf_bipolar", "mw_antenna", "cryoprobe", "ethanol_needle")
         self.chart_box.setVisible(chart)
-        table = kind in ("rf_probe", "mw_antenna", "cryoprobe")
+        table = kind in ("rf_probe", "rf_bipolar", "mw_antenna", "cryoprobe")
         self.table.setVisible(table)
         self.add_row_button.setVisible(table)
         self.remove_row_button.setVisible(table)
@@ -504,7 +507,7 @@ class CatalogDialog(QDialog):
             raw["gauge"] = self.gauge.value()
         else:
             raw.pop("gauge", None)
-        if kind in ("rf_probe", "mw_antenna", "cryoprobe", "ethanol_needle"):
+        if kind in ("rf_probe", "rf_bipolar", "mw_antenna", "cryoprobe", "ethanol_needle"):
             raw["zone"] = self._chart_from_form()
         return raw
 

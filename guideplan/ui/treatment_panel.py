@@ -32,7 +32,14 @@ from guideplan.planning.zones import estimate_statement
 from guideplan.render.zone_layer import CHANNELS_BY_NAME
 from guideplan.ui.trajectory_panel import SEVERITY_COLOURS
 
-ZONE_KINDS = ("rf_probe", "mw_antenna", "cryoprobe", "ethanol_needle", "cement_trocar")
+ZONE_KINDS = (
+    "rf_probe",
+    "rf_bipolar",
+    "mw_antenna",
+    "cryoprobe",
+    "ethanol_needle",
+    "cement_trocar",
+)
 VOLUME_STEP_ML = 0.1  # slider resolution (display, not a clinical figure)
 DEBOUNCE_MS = 250  # the slider's volume is applied when it rests this long
 
@@ -241,7 +248,7 @@ class TreatmentPanel(QWidget):
             name = device.name if device is not None else p.get("device_id", "?")
             approx = " — approximate chart" if device is not None and device.approximate else ""
             self.zone_title.setText(f"Zone: <b>{name}</b>{approx}")
-        thermal = kind in ("rf_probe", "mw_antenna", "cryoprobe")
+        thermal = kind in ("rf_probe", "rf_bipolar", "mw_antenna", "cryoprobe")
         self.power.setVisible(thermal and "power_w" in chart_params)
         self.time.setVisible(thermal)
         word = "Freeze" if kind == "cryoprobe" else "Time"
