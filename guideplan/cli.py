@@ -26,6 +26,7 @@ POINT_OPTIONS = (
     "--mask-lps",
     "--range",
     "--extra-path",
+    "--thermocouple",
 )
 
 PLAN_TREATMENT_HELP = """\
@@ -61,13 +62,19 @@ treatment zones (--zone-device, --cement-ml, --ethanol-ml, --case):
              CORD_THERMAL_RISK, NERVE_THERMAL_RISK, ORGAN_BURN_RISK,
              INCOMPLETE_COVERAGE, MARGIN_BELOW_SETTING, CEMENT_LEAK_RISK,
              FRACTURE_RISK_CONSOLIDATE, SPINE_UNSTABLE, IMPENDING_FRACTURE_FIXATION,
-             CRYO_SPACING_TOO_WIDE, CRYO_SPACING_ABOVE_SOURCE,
+             CRYO_SPACING_TOO_WIDE, CRYO_SPACING_ABOVE_SOURCE, THERMOCOUPLE_LIMIT,
+             DISSECTION_INSUFFICIENT, PROTECTED_BY_DISSECTION,
              ZONE_CHART_EXTRAPOLATED, ZONE_CLIPPED_AT_CORTEX, ETHANOL_OVERFLOW
     fracture_risk: {score {system (SINS | Mirels), total (None while a component is
              not known), min, max, complete, category, components [{name, points,
              value, origin (image | level | bone | user | unknown), detail,
              max_points}], source}, consolidation {fill_pct, target_pct, measure
              (vertebral body | lesion), in_same_bone, enough}}
+    protection: {estimate, dissections [{structure, agent, tip_lps, displacement_mm,
+             thickness_mm, applies, distances [{zone, measured_mm, with_dissection_mm,
+             threshold_mm, tip_to_structure_mm}]}], thermocouples [{name, point_lps,
+             readings [{zone, edge_distance_mm, estimated_c, stands_for, warn_c,
+             reached}]}]} (with --dissection / --thermocouple)
     device_references: [{device, name, approximate, source, references [{ref, pmid,
              doi, url, locator, supports, limits}]}] (where the zones' figures come from)
     worst_severity
@@ -230,6 +237,22 @@ def _parser() -> argparse.ArgumentParser:
         "--alignment",
         choices=["subluxation", "deformity", "normal"],
         help="spinal alignment (SINS: subluxation/translation, de novo deformity, normal)",
+    )
+    t = p.add_argument_group("thermal protection (estimates)")
+    t.add_argument(
+        "--dissection",
+        action="append",
+        default=[],
+        metavar="STRUCTURE:X,Y,Z:MM[:hydro|co2]",
+        help="a hydro- or CO2 dissection at the LPS point, displacing STRUCTURE by MM (repeatable)",
+    )
+    t.add_argument(
+        "--thermocouple",
+        action="append",
+        default=[],
+        metavar="X,Y,Z[:WARN_C]",
+        help="a thermocouple at the LPS point, with its warning temperature (default "
+        "45 °C for heat, 10 °C for cold); repeatable",
     )
     p.set_defaults(func=_cmd_plan)
 
@@ -678,7 +701,10 @@ def _plan_treatment(args, inputs, path_ctx, lesion_only, entry, target) -> dict:
     from guideplan.planning.fracture_risk import FractureInputs
 
     inputs = FractureInputs(pain=args.pain, alignment=args.alignment)
-    evaluation = evaluate_plan(ctx, zones, cement, inputs)
+    dissections, thermocouples = _protection_args(args)
+    evaluation = evaluate_plan(
+        ctx, zones, cement, inputs, dissections=dissections, thermocouples=thermocouples
+    )
     out = evaluation.to_json()
     if zone_id is not None and cover is not None:
         out["overlap"] = cover.to_json()
@@ -686,6 +712,32 @@ def _plan_treatment(args, inputs, path_ctx, lesion_only, entry, target) -> dict:
     out["device_references"] = _references(catalog, used)
     out["structures_source"] = source
     return out
+
+
+def _protection_args(args: argparse.Namespace):
+    """--dissection / --thermocouple as protection elements."""
+    from guideplan.planning.protection import Dissection, Thermocouple
+
+    dissections = []
+    for text in args.dissection:
+        parts = text.split(":")
+        if len(parts) not in (3, 4) or (len(parts) == 4 and parts[3] not in ("hydro", "co2")):
+            raise GuideplanError(
+                f"{text!r} is not a dissection.",
+                hint="Give --dissection STRUCTURE:X,Y,Z:MM[:hydro|co2], e.g. "
+                "--dissection skin:-40,80,0:8:co2.",
+            )
+        mm = _parse_numbers(parts[2], 1, "8")[0]
+        agent = parts[3] if len(parts) == 4 else "hydro"
+        point = tuple(float(v) for v in _parse_point(parts[1]))
+        dissections.append(Dissection(parts[0], point, agent, displacement_mm=mm))
+    thermocouples = []
+    for text in args.thermocouple:
+        point, _, warn = text.partition(":")
+        limit = _parse_numbers(warn, 1, "45")[0] if warn else None
+        xyz = tuple(float(v) for v in _parse_point(point))
+        thermocouples.append(Thermocouple(xyz, warn_c=limit))
+    return dissections, thermocouples
 
 
 def _references(catalog, device_ids) -> list[dict]:

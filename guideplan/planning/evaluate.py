@@ -35,6 +35,7 @@ from guideplan.planning.cement import CementResult
 from guideplan.planning.context import TreatmentContext, settings_values
 from guideplan.planning.fracture_risk import FractureInputs
 from guideplan.planning.path_analysis import SEVERITY_ORDER, PlanWarning
+from guideplan.planning.protection import Dissection, Thermocouple, evaluate_protection
 from guideplan.planning.structures import StructureField
 from guideplan.planning.zones import Zone, estimate_statement
 
@@ -113,6 +114,8 @@ class Evaluation:
     #: The fracture score (SINS / Mirels, each component with its origin) and the
     #: cement's consolidation against its target (guideplan.planning.fracture_risk).
     fracture: dict[str, Any] | None = None
+    #: Dissections and thermocouples with their figures (guideplan.planning.protection).
+    protection: dict[str, Any] | None = None
 
     @property
     def worst_severity(self) -> str:
@@ -141,6 +144,7 @@ class Evaluation:
             },
             "combined": None if self.combined is None else self.combined.to_json(),
             "fracture_risk": self.fracture,
+            "protection": self.protection,
             "warnings": [w.to_json() for w in self.warnings],
             "worst_severity": self.worst_severity,
         }
@@ -309,6 +313,8 @@ def evaluate_plan(
     ablation: list[Zone] | tuple[Zone, ...] = (),
     cement: CementResult | None = None,
     fracture_inputs: FractureInputs | None = None,
+    dissections: list[Dissection] | tuple = (),
+    thermocouples: list[Thermocouple] | tuple = (),
 ) -> Evaluation:
     """Figures and warnings of the ablation zones, the cement, and both together;
     ``fracture_inputs``: what the user enters for the fracture score (pain, alignment)."""
@@ -334,9 +340,15 @@ def evaluate_plan(
     warnings = _warnings(ctx, per_zone, abl_fig, cement)
     score = fracture_risk.assess(ctx, fracture_inputs)
     fracture, consolidation = fracture_risk.fracture_warnings(ctx, ablation, cement, score)
+    protection = None
+    if dissections or thermocouples:
+        protection, warnings = evaluate_protection(
+            ctx, per_zone, warnings, list(dissections), list(thermocouples)
+        )
     warnings = sorted(warnings + fracture, key=lambda w: -SEVERITY_ORDER[w.severity])
     facts = ctx.lesion_facts()
     return Evaluation(
+        protection=protection,
         fracture={
             "score": None if score is None else score.to_json(),
             "consolidation": None if consolidation is None else consolidation.to_json(),

@@ -113,6 +113,7 @@ def test_case01_is_planned_with_full_coverage_margin_and_cement(tmp_path, capsys
     args = ["plan", str(LUMBAR), "--entry", pt(entry), "--target", pt(target)]
     args += ["--labels", str(LUMBAR / "truth"), "--catalog", str(catalog), "--json"]
     args += ["--zone-device", "rf-bipolar-test", "--cover-lesion", "--cement-ml", "7"]
+    args += ["--thermocouple", "-6,58,1"]  # in the canal, behind the destroyed wall
     assert main([*args, "--pain", "mechanical", "--alignment", "normal"]) == 0
     t = json.loads(capsys.readouterr().out)["treatment"]
     assert t["overlap"]["zones"] == len(t["zones"]) - 1 > 1  # the zones, then the cement
@@ -125,7 +126,9 @@ def test_case01_is_planned_with_full_coverage_margin_and_cement(tmp_path, capsys
     codes = {w["code"] for w in t["warnings"]}
     # expected: the lesion touches the canal (cauda equina at L2) and the posterior wall
     # is destroyed (cement leak toward the canal); consolidated, covered, margin kept
-    assert {"NERVE_THERMAL_RISK", "CEMENT_LEAK_RISK"} <= codes
+    assert {"NERVE_THERMAL_RISK", "CEMENT_LEAK_RISK", "THERMOCOUPLE_LIMIT"} <= codes
+    (probe,) = t["protection"]["thermocouples"]
+    assert max(r["estimated_c"] for r in probe["readings"]) >= 45.0
     assert not codes & {"INCOMPLETE_COVERAGE", "MARGIN_BELOW_SETTING", "CORD_THERMAL_RISK"}
     assert "FRACTURE_RISK_CONSOLIDATE" not in codes
     score = t["fracture_risk"]["score"]
