@@ -326,3 +326,28 @@ def test_a_sample_case_opened_in_the_window_knows_its_level(window, qtbot):
     assert window.scene.info["target"]["vertebral_level"] == "L2"
     assert window.scene.info["indication"]
     window.scene.history.mark_clean()
+
+
+def test_the_panel_shows_the_fracture_score_with_each_components_origin():
+    from guideplan.ui.treatment_panel import fracture_lines
+
+    fracture = {
+        "score": {
+            "system": "SINS",
+            "total": None,
+            "min": 4,
+            "max": 11,
+            "complete": False,
+            "category": "stable to potentially unstable (indeterminate)",
+            "components": [
+                {"name": "location", "points": 2, "value": "mobile", "origin": "level"},
+                {"name": "pain", "points": None, "value": None, "origin": "unknown"},
+            ],
+        },
+        "consolidation": {"fill_pct": 12.2, "target_pct": 16.2, "measure": "vertebral body"},
+    }
+    text = "<br>".join(fracture_lines(fracture))
+    assert "SINS 4–11" in text and "location 2 (mobile, level)" in text
+    assert "pain ? (not known, unknown)" in text
+    assert "12.2 % of the vertebral body (target 16.2 %)" in text
+    assert fracture_lines({"score": None}) == []
