@@ -247,6 +247,22 @@ def test_catalog_dialog_adds_a_device_to_the_combo(window, qtbot):
     dialog.table.item(0, 2).setText("25")
     assert dialog.save()
     assert window.catalog.get("rf-mine-17g-copy").data["zone"]["rows"][0]["width_mm"] == 25
+    # A bipolar bone RF probe from its IFU: the zone ends at the tip, so no offset column.
+    dialog.new_device()
+    dialog.kind.setCurrentIndex(dialog.kind.findData("rf_bipolar"))
+    titles = [
+        dialog.table.horizontalHeaderItem(c).text() for c in range(dialog.table.columnCount())
+    ]
+    assert titles == ["Time (s)", "Length (mm)", "Width (mm)"]
+    dialog.id_edit.setText("rf-bipolar-mine")
+    dialog.name_edit.setText("My bipolar bone RF")
+    dialog.diameter.setValue(1.65)
+    dialog.length.setValue(150)
+    for col, text in enumerate(["450", "30", "20"]):
+        dialog.table.item(0, col).setText(text)
+    assert dialog.save(), dialog.message.text()
+    assert window.catalog.get("rf-bipolar-mine").kind == "rf_bipolar"
+    assert panel.device.findData("rf-bipolar-mine") >= 0
     dialog.accept()
 
 
