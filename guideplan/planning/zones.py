@@ -900,7 +900,7 @@ def _spacing_warnings(
         spacing = np.linalg.norm(centres[:, None] - centres[None], axis=2)
         np.fill_diagonal(spacing, np.inf)
         widest = float(spacing.min(axis=1).max())
-        if widest > float(source_max):
+        if widest > float(source_max) + 0.05:  # (a probe placed at exactly 20 mm is not)
             out.append(
                 PlanWarning(
                     "CRYO_SPACING_ABOVE_SOURCE",
