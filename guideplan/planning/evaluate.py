@@ -337,7 +337,7 @@ def evaluate_plan(
         both = union_zone([abl_union, cement.zone], "ablation+cement")
         if both is not None:
             combined = zone_figures(ctx, both, "ablation+cement", distances=False)
-    warnings = _warnings(ctx, per_zone, abl_fig, cement)
+    warnings = _merge_structure_warnings(_warnings(ctx, per_zone, abl_fig, cement))
     score = fracture_risk.assess(ctx, fracture_inputs)
     fracture, consolidation = fracture_risk.fracture_warnings(ctx, ablation, cement, score)
     protection = None
@@ -527,3 +527,27 @@ def _skin_protection(ctx: TreatmentContext, cryo: list[Zone]) -> list[PlanWarnin
             },
         )
     ]
+
+
+def _merge_structure_warnings(warnings: list[PlanWarning]) -> list[PlanWarning]:
+    """One warning per structure and code when several zones (overlapping zones of one
+    lesion) come too close: the closest zone's, saying how many zones do."""
+    groups: dict[tuple[str, str], list[PlanWarning]] = {}
+    out: list[PlanWarning] = []
+    for w in warnings:
+        v = w.values
+        if "structure" in v and "zone" in v and "distance_mm" in v:
+            groups.setdefault((w.code, str(v["structure"])), []).append(w)
+        else:
+            out.append(w)
+    for items in groups.values():
+        worst = min(items, key=lambda w: float(w.values["distance_mm"]))
+        if len(items) > 1:
+            worst = PlanWarning(
+                worst.code,
+                max((w.severity for w in items), key=SEVERITY_ORDER.__getitem__),
+                f"{worst.message} (the closest of {len(items)} zones that come too close)",
+                {**worst.values, "zones": len(items)},
+            )
+        out.append(worst)
+    return out

@@ -120,13 +120,16 @@ def evaluate_protection(
     reach = float(cfg["dissection_reach_mm"])
     for dis in dissections:
         entry = {**dis.to_json(), "applies": False, "distances": []}
+        # the zone that comes closest to the structure decides (overlapping zones)
+        closest = []
         for zone, figures in ablation:
             risk = next(
                 (r for r in figures.distances if r.structure.lower() == dis.structure.lower()),
                 None,
             )
-            if risk is None or risk.closest_lps is None:
-                continue
+            if risk is not None and risk.closest_lps is not None:
+                closest.append((risk.distance_mm, zone, risk))
+        for _, zone, risk in sorted(closest, key=lambda item: item[0])[:1]:
             near = float(np.linalg.norm(np.asarray(dis.tip_lps) - np.asarray(risk.closest_lps)))
             applies = near <= reach
             protected = risk.distance_mm + (dis.gain_mm if applies else 0.0)
@@ -157,7 +160,6 @@ def evaluate_protection(
                 for w in out_warnings
                 if w.code in STRUCTURE_CODES
                 and str(w.values.get("structure", "")).lower() == dis.structure.lower()
-                and w.values.get("zone") == zone.model
             ]
             if protected >= risk.threshold_mm:
                 for w in answered:
@@ -197,8 +199,16 @@ def evaluate_protection(
     for i, tc in enumerate(thermocouples, start=1):
         name = tc.name or f"thermocouple {i}"
         readings = []
+        # one reading per kind: overlapping heat zones heat together (the hottest counts),
+        # cryo zones cool together (the coldest counts)
+        by_kind: dict[str, tuple[float, float, Zone]] = {}
         for zone, _ in ablation:
             temp, edge = estimated_temperature_c(ctx, zone, tc.point_lps)
+            best = by_kind.get(zone.kind)
+            worse = best is None or (temp < best[0] if zone.kind == "cryo" else temp > best[0])
+            if worse:
+                by_kind[zone.kind] = (temp, edge, zone)
+        for temp, edge, zone in by_kind.values():
             cold = zone.kind == "cryo"
             limit = float(
                 tc.warn_c
@@ -225,8 +235,9 @@ def evaluate_protection(
                     PlanWarning(
                         "THERMOCOUPLE_LIMIT",
                         "warning",
-                        f"{name} is {edge:.1f} mm from the edge of the {zone.model} zone: "
-                        f"about {temp:.0f} °C expected there, past its {limit:g} °C limit "
+                        f"{name} is {edge:.1f} mm from the edge of the {zone.model} zone"
+                        + (f" (the closest of {len(ablation)})" if len(ablation) > 1 else "")
+                        + f": about {temp:.0f} °C expected there, past its {limit:g} °C limit "
                         "(an estimate: watch the reading during the treatment).",
                         {
                             "thermocouple": name,

@@ -135,3 +135,17 @@ def test_case01_is_planned_with_full_coverage_margin_and_cement(tmp_path, capsys
     # L2 mobile 2, mechanical 3, lytic 2, normal 0, no collapse (17 % of the body) 0,
     # no pedicle/facet lesion 0 -> SINS 7, potentially unstable: consolidated by 21 %
     assert score["total"] == 7 and "indeterminate" in score["category"]
+
+
+def test_overlapping_zones_near_one_structure_give_one_warning_from_the_closest():
+    from tests.planning.test_evaluate import _phantom_with_structures
+
+    vol, lesion, fields = _phantom_with_structures()
+    ctx = TreatmentContext(vol, lesion=lesion, structures=fields)
+    dev = chart_device(20, 20, 10)
+    # cord surface at y = 16: zone edges at y = 10 (6 mm) and y = 12 (4 mm)
+    a = thermal_zone(vol, dev, (0, 0, -70), (0, 0, 10))
+    b = thermal_zone(vol, dev, (0, 2, -70), (0, 2, 10))
+    cord = [w for w in evaluate_plan(ctx, [a, b]).warnings if w.code == "CORD_THERMAL_RISK"]
+    assert len(cord) == 1 and cord[0].values["zones"] == 2
+    assert cord[0].values["distance_mm"] == pytest.approx(4.0, abs=0.8)
