@@ -19,6 +19,7 @@ in the same bone (against the body-fill target) into ``FRACTURE_RISK_CONSOLIDATE
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -562,15 +563,25 @@ def assess_mirels(ctx: TreatmentContext, inputs: FractureInputs | None = None) -
     )
 
 
+#: Scores per treatment context (fixed while a plan is edited) and user inputs: the
+#: evaluation runs on every needle drag, the score only when its inputs change.
+_SCORES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def assess(ctx: TreatmentContext, inputs: FractureInputs | None = None) -> Score | None:
     """SINS for a spinal lesion, Mirels for a long bone, None otherwise."""
     if inputs is not None:
         inputs.check()
-    if is_spine(ctx):
-        return assess_sins(ctx, inputs)
-    if mirels_site(ctx.host).points is not None:
-        return assess_mirels(ctx, inputs)
-    return None
+    key = (None, None) if inputs is None else (inputs.pain, inputs.alignment)
+    cached = _SCORES.setdefault(ctx, {})
+    if key not in cached:
+        if is_spine(ctx):
+            cached[key] = assess_sins(ctx, inputs)
+        elif mirels_site(ctx.host).points is not None:
+            cached[key] = assess_mirels(ctx, inputs)
+        else:
+            cached[key] = None
+    return cached[key]
 
 
 # ======================================================================================
