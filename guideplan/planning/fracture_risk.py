@@ -522,10 +522,11 @@ def assess_sins(
         if involved is not None:
             how += f"; lesion {involved:.0f} % of the body"
     pain = inputs.pain if inputs.pain in SINS_PAIN else None
-    if ctx.canal is not None and ctx.lesion is not None:
-        left, right, pl_how = posterolateral_involvement(ctx.volume, ctx.lesion, ctx.canal, cfg)
+    canal = _canal_near_lesion(ctx)
+    if canal is not None:
+        left, right, pl_how = posterolateral_involvement(ctx.volume, ctx.lesion, canal, cfg)
     else:
-        left, right, pl_how = None, None, "spinal canal mask not known"
+        left, right, pl_how = None, None, "spinal canal not known near the lesion"
     return sins_score(
         [
             sins_location(level, origin, cfg),
@@ -537,6 +538,18 @@ def assess_sins(
         ],
         cfg,
     )
+
+
+def _canal_near_lesion(ctx: TreatmentContext) -> np.ndarray | None:
+    """The canal (given, a structure named canal, or found) within 40 mm of the lesion."""
+    if ctx.lesion is None:
+        return None
+    if ctx.canal is not None:
+        return ctx.canal if ctx.canal.any() else None
+    box = mask_bounds(ctx.lesion, np.ceil(40.0 / ctx.spacing_kji).astype(int))
+    canal = np.zeros(ctx.volume.array.shape, dtype=bool)
+    canal[box] = ctx.canal_in(box)
+    return canal if canal.any() else None
 
 
 def assess_mirels(ctx: TreatmentContext, inputs: FractureInputs | None = None) -> Score:
