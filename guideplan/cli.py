@@ -260,9 +260,12 @@ def _parser() -> argparse.ArgumentParser:
         "suggest",
         help="rank skin entry points for a target",
         description="Score straight paths from the target to the reachable skin. JSON: "
-        "{target_lps, position, evaluated, valid, suggestions: [{entry_lps, length_mm, "
-        "clearance_mm, craniocaudal_deg, score, route}], best_per_route, rejected: "
-        "{reason: count}}.",
+        "{target_lps, position, scan_position, target_anatomy, evaluated, valid, "
+        "suggestions: [{entry_lps, length_mm, clearance_mm, craniocaudal_deg, score, route, "
+        "approach, side, axial_from_sagittal_deg, canal_clearance_mm, bone_run_mm, "
+        "closest_structure}], best_per_route, rejected: {reason: count}, notes}. "
+        "Vertebra masks in --labels (vertebrae_L2, vertebral body) tell the target; without "
+        "--labels the canal and bodies are found around the target.",
     )
     p.add_argument("series")
     p.add_argument("--target", required=True, help="x,y,z LPS mm")
@@ -524,7 +527,7 @@ def _planning_context(args: argparse.Namespace, inputs=None):
     """CT, structures (from --labels, else automatic) and device for plan/suggest."""
     from guideplan.planning.devices import load_catalog
     from guideplan.planning.path_analysis import PathContext
-    from guideplan.planning.structures import auto_structures, structures_from_masks
+    from guideplan.planning.structures import auto_structures_with_status, structures_from_masks
 
     volume, named, source = inputs or _planning_inputs(args)
     catalog = load_catalog(*args.catalog)
@@ -533,10 +536,15 @@ def _planning_context(args: argparse.Namespace, inputs=None):
         masks = dict(named)
         lesion = masks.pop("lesion", None)
         structures = structures_from_masks(masks, volume)
+        canal = None
+        if not any(f.is_canal for f in structures):
+            # no canal among the labels: the automatic one (with its status) stands in
+            auto, canal = auto_structures_with_status(volume)
+            structures += auto
     else:
         lesion = None
-        structures = auto_structures(volume)
-    return PathContext(volume, structures, lesion=lesion), device, source
+        structures, canal = auto_structures_with_status(volume)
+    return PathContext(volume, structures, lesion=lesion, canal_finding=canal), device, source
 
 
 def _wants_treatment(args: argparse.Namespace) -> bool:
@@ -649,6 +657,7 @@ def _plan_treatment(args, inputs, path_ctx, lesion_only, entry, target) -> dict:
     )
     if named is None:  # automatic structures (the canal) plus the skin found from the CT
         ctx.structures = list(path_ctx.structures) + [f for f in ctx.structures if f.name == "skin"]
+        ctx.canal_finding = path_ctx.canal_finding
     zones = []
     zone_id = args.zone_device
     if zone_id is None and args.ethanol_ml is not None:
@@ -875,39 +884,91 @@ def _plan_case(args: argparse.Namespace) -> int:
 def _cmd_suggest(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from guideplan.planning.suggest import position_from_dicom, suggest_entries
+    import numpy as np
 
-    ctx, device, source = _planning_context(args)
+    from guideplan.core.resources import load_json
+    from guideplan.planning.context import mask_role
+    from guideplan.planning.devices import load_catalog
+    from guideplan.planning.structures import StructureField, safety_distance_mm
+    from guideplan.planning.suggest import (
+        position_from_dicom,
+        reach_box,
+        suggest_entries,
+        suggestion_notes,
+    )
+
+    volume, named, source = _planning_inputs(args)
+    target = _parse_point(args.target)
+    scan_position = position_from_dicom(volume.meta.get("patient_position", ""))
     if args.position is None:
-        position = position_from_dicom(ctx.volume.meta.get("patient_position", ""))
+        position = scan_position
     else:
         position = None if args.position == "any" else args.position
-    result = suggest_entries(ctx, _parse_point(args.target), device, position=position)
+    vertebral_body = None
+    if named is not None:  # vertebra masks say what the target is; they are not to spare
+        bodies = {n: m for n, m in named.items() if mask_role(n) == "vertebral_body"}
+        named = {n: m for n, m in named.items() if n not in bodies}
+        if bodies:
+            vertebral_body = np.logical_or.reduce([m.astype(bool) for m in bodies.values()])
+        # only what the needle can reach: distance fields on a box, not the whole CT
+        catalog = load_catalog(*args.catalog)
+        device = catalog.get(args.device) if args.device else catalog.default_needle()
+        box = reach_box(volume, target, device, load_json("planning.json"), position)
+        for name, mask in named.items():
+            cropped = np.zeros(mask.shape, dtype=bool)
+            cropped[box] = mask[box]
+            named[name] = cropped
+    ctx, device, source = _planning_context(args, inputs=(volume, named, source))
+    level, found = None, None
+    if named is None:  # automatic: the canal and bodies on a box around the target
+        from guideplan.planning.suggest_anatomy import find_target_vertebra
+
+        box_mm = float(ctx.settings["vertebral_access"]["auto_box_mm"])
+        auto = find_target_vertebra(volume, target, box_mm)
+        found = auto.finding
+        if found.usable and auto.canal is not None and auto.canal.any():
+            vertebral_body, level = auto.body, auto.level
+            ctx.structures.append(
+                StructureField.from_mask(
+                    "spinal canal (near the target)",
+                    auto.canal,
+                    volume,
+                    safety_distance_mm("canal", ctx.settings),
+                )
+            )
+    result = suggest_entries(
+        ctx, target, device, position=position, vertebral_body=vertebral_body, level=level
+    )
     ranked = result.ranked
     doc = {
         "target_lps": [float(v) for v in result.target],
         "position": position or "any",
+        "scan_position": scan_position or "unknown",
         "device": device.id,
         "structures_source": source,
+        "target_anatomy": result.anatomy.to_json() if result.anatomy else None,
         "evaluated": len(result.candidates),
         "valid": len(ranked),
         "suggestions": [c.to_json() for c in ranked[: args.top]],
         "best_per_route": {k: c.to_json() for k, c in result.best_per_route().items()},
         "rejected": dict(Counter(c.reason for c in result.candidates if not c.valid)),
+        "notes": suggestion_notes(result, position, scan_position),
     }
+    if found is not None:
+        doc["canal_finding"] = found.to_json()
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
     print(f"{doc['valid']} of {doc['evaluated']} paths are possible ({source} structures)")
-    if not doc["evaluated"]:
-        print(
-            f"No skin is reachable for a {doc['position']} patient: a vertebral body is "
-            "reached from behind. Use --position prone (or the position of the procedure)."
-        )
+    for note in doc["notes"]:
+        print(f"Note: {note}")
     for rank, c in enumerate(doc["suggestions"], start=1):
+        extra = ""
+        if "axial_from_sagittal_deg" in c:
+            extra = f", {c['axial_from_sagittal_deg']:.0f} deg from sagittal"
         print(
             f"{rank}. entry {c['entry_lps']}  {c['route']:<22} length {c['length_mm']} mm, "
-            f"clearance {c['clearance_mm']} mm, cc {c['craniocaudal_deg']:+.1f} deg, "
+            f"clearance {c['clearance_mm']} mm, cc {c['craniocaudal_deg']:+.1f} deg{extra}, "
             f"score {c['score']:.3f}"
         )
     return 0

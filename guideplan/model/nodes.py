@@ -120,11 +120,14 @@ class LabelMapNode(Node):
     """Integer labels on the grid of a reference volume (lesion, bone, canal, skin ...)."""
 
     kind: ClassVar[str] = "labelmap"
-    json_fields: ClassVar[tuple[str, ...]] = ("reference_id",)
+    json_fields: ClassVar[tuple[str, ...]] = ("reference_id", "findings")
 
     array: np.ndarray | None = None
     reference_id: str = ""
     labels: dict[int, LabelInfo] = field(default_factory=dict)
+    #: How sure each automatically made label is ({label name: Finding.to_json()}): the
+    #: anatomy finder's status, until the user confirms or draws the structure.
+    findings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from guideplan.core.errors import GuideplanError
+from guideplan.core.status import Finding
 from guideplan.core.volume import Volume
 from guideplan.model.commands import Group, RemoveNode, SetField, SetFields
 from guideplan.model.nodes import LabelMapNode, TrajectoryNode, VolumeNode, ZoneNode
@@ -97,6 +98,19 @@ def named_masks(scene: Scene, volume: Volume) -> dict[str, np.ndarray]:
     return out
 
 
+def label_findings(scene: Scene) -> dict[str, Finding]:
+    """{label name: Finding} of the labels the anatomy finder made (or the user confirmed)."""
+    out: dict[str, Finding] = {}
+    for node in scene.nodes_of(LabelMapNode):
+        for name, data in (node.findings or {}).items():
+            try:
+                out[str(name)] = Finding.from_json(data)
+            except (KeyError, TypeError, ValueError):
+                # never let an unreadable status pass for a confirmed structure
+                out[str(name)] = Finding.uncertain("its saved status could not be read")
+    return out
+
+
 def case_target(scene: Scene) -> tuple[str | None, str | None]:
     """(vertebral level, host bone) from the case information, when it says."""
     info = scene.info if isinstance(scene.info, dict) else {}
@@ -138,6 +152,7 @@ def treatment_context(
     return TreatmentContext.from_masks(
         volume,
         named_masks(scene, volume),
+        findings=label_findings(scene),
         roi_lps=np.array(tips) if tips else None,
         level=level or case_level,
         host=host,

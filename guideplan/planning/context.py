@@ -17,9 +17,16 @@ import numpy as np
 
 from guideplan.core.labelmap import Box, full_box, mask_bounds
 from guideplan.core.resources import load_json
+from guideplan.core.status import Finding
 from guideplan.core.volume import Volume
 from guideplan.planning import grid
-from guideplan.planning.structures import StructureField, safety_distance_mm
+from guideplan.planning.structures import (
+    StructureField,
+    auto_canal,
+    canal_status,
+    is_canal_name,
+    safety_distance_mm,
+)
 
 #: Vertebral levels head to feet, to compare a level with the conus setting.
 LEVELS = (
@@ -52,6 +59,8 @@ def mask_role(name: str) -> str:
     """'lesion', 'bone', 'canal', 'disc', 'vertebral_body', 'body', 'skin', 'cement' or
     'structure' (something to spare) for a mask or label name."""
     key = name.lower().replace("_", " ")
+    if is_canal_name(name):  # "spinal_cord", "thecal sac": the canal and its contents
+        return "canal"
     for role, words in _ROLE_WORDS:
         if any(w in key for w in words):
             return role
@@ -89,6 +98,7 @@ class TreatmentContext:
         margin_mm: float | None = None,
         settings: dict[str, Any] | None = None,
         planning_settings: dict[str, Any] | None = None,
+        canal_finding: Finding | None = None,
     ) -> None:
         shape = volume.array.shape
         for name, m in (
@@ -105,6 +115,8 @@ class TreatmentContext:
         self.structures = list(structures or [])
         self.bone = None if bone is None else bone.astype(bool)
         self.canal = None if canal is None else canal.astype(bool)
+        #: The automatic canal's finding when no canal field stands for it.
+        self.canal_finding = canal_finding
         self.disc = None if disc is None else disc.astype(bool)
         self.vertebral_body = vertebral_body
         self.level = level
@@ -130,12 +142,14 @@ class TreatmentContext:
         *,
         roi_lps: np.ndarray | None = None,
         auto_skin: bool = True,
+        findings: dict[str, Finding] | None = None,
         **kwargs: Any,
     ) -> TreatmentContext:
         """Sort named masks (a ``--labels`` folder, a case's label map) into lesion, bone,
         canal, disc, vertebral body and structures to spare (each with its safety distance
-        from ``planning.json``); the skin comes from a skin mask, or the body's outer shell
-        near ``roi_lps`` / the lesion, or the CT itself (``auto_skin``)."""
+        from ``planning.json`` and, from ``findings``, the status of a mask the anatomy
+        finder made; others count as given); the skin comes from a skin mask, or the
+        body's outer shell near ``roi_lps`` / the lesion, or the CT itself (``auto_skin``)."""
         roles: dict[str, list[np.ndarray]] = {}
         spare: dict[str, np.ndarray] = {}
         for name, mask in named.items():
@@ -161,7 +175,9 @@ class TreatmentContext:
         lesion = union("lesion")
         planning = kwargs.get("planning_settings") or load_json("planning.json")
         structures = [
-            StructureField.from_mask(n, m, volume, safety_distance_mm(n, planning))
+            StructureField.from_mask(
+                n, m, volume, safety_distance_mm(n, planning), finding=(findings or {}).get(n)
+            )
             for n, m in spare.items()
         ]
         skin = skin_structure(
@@ -213,7 +229,16 @@ class TreatmentContext:
         return None if self.vertebral_body is None else self.vertebral_body[box]
 
     def canal_field(self) -> StructureField | None:
-        return next((f for f in self.structures if "canal" in f.name.lower()), None)
+        """The canal's distance field: a given one (labels, drawn) before an automatic one."""
+        fields = [f for f in self.structures if f.is_canal]
+        given = [f for f in fields if f.finding.source != "automatic"]
+        return (given or fields or [None])[0]
+
+    def canal_status(self) -> Finding | None:
+        """Whether distances to the canal can be trusted (found or given) or not."""
+        if self.canal is not None and self.canal.any() and self.canal_field() is None:
+            return Finding.given("labels", "given as a mask")
+        return canal_status(self.structures, self.canal_finding)
 
     def _auto_mask(self, what: str, box: Box) -> np.ndarray:
         cached = self._auto.get(what)
@@ -241,7 +266,8 @@ class TreatmentContext:
                     self._auto["bone"] = (roi, bone)
         if what == "bone":
             return bone
-        return anatomy.spinal_canal(crop, bone)
+        # the canal is found on the whole CT once (a crop cuts the spine's context away)
+        return auto_canal(self.volume)[0][roi]
 
     # -- the lesion -----------------------------------------------------------------------
     def lesion_facts(self) -> LesionFacts | None:

@@ -34,9 +34,9 @@ from guideplan.planning import fracture_risk, grid
 from guideplan.planning.cement import CementResult
 from guideplan.planning.context import TreatmentContext, settings_values
 from guideplan.planning.fracture_risk import FractureInputs
-from guideplan.planning.path_analysis import SEVERITY_ORDER, PlanWarning
+from guideplan.planning.path_analysis import SEVERITY_ORDER, PlanWarning, canal_unknown_warning
 from guideplan.planning.protection import Dissection, Thermocouple, evaluate_protection
-from guideplan.planning.structures import StructureField
+from guideplan.planning.structures import StructureField, is_canal_name
 from guideplan.planning.zones import Zone, estimate_statement
 
 ABLATION_KINDS = ("thermal", "cryo", "ethanol")
@@ -111,6 +111,7 @@ class Evaluation:
     warnings: list[PlanWarning]
     settings: dict[str, Any]
     lesion: dict[str, Any] | None
+    structures_status: dict[str, Any] = field(default_factory=dict)
     #: The fracture score (SINS / Mirels, each component with its origin) and the
     #: cement's consolidation against its target (guideplan.planning.fracture_risk).
     fracture: dict[str, Any] | None = None
@@ -147,6 +148,7 @@ class Evaluation:
             "protection": self.protection,
             "warnings": [w.to_json() for w in self.warnings],
             "worst_severity": self.worst_severity,
+            "structures_status": self.structures_status,
         }
 
 
@@ -273,7 +275,8 @@ def _field_min(ctx: TreatmentContext, f: StructureField, zone: Zone, surface: np
 def risk_code(ctx: TreatmentContext, name: str) -> str:
     """The warning a structure raises when a zone comes too close (treatment.json)."""
     table = ctx.settings["structure_risks"]
-    key = name.lower()
+    # the cord, the thecal sac, "spinal_cord" ...: the canal's rule, whatever the name
+    key = "spinal canal" if is_canal_name(name) else name.lower()
     for rule in table["rules"]:
         if any(word in key for word in rule["words"]):
             if "below_conus_code" in rule and ctx.below_conus():
@@ -360,6 +363,7 @@ def evaluate_plan(
         cement_result=cement,
         warnings=warnings,
         settings=_settings_json(ctx),
+        structures_status=_structures_status(ctx),
         lesion=None
         if facts is None
         else {
@@ -388,6 +392,16 @@ def _merge_distances(figures: list[ZoneFigures]) -> list[StructureRisk]:
     return list(best.values())
 
 
+def _structures_status(ctx: TreatmentContext) -> dict[str, Any]:
+    finding = ctx.canal_status()
+    return {} if finding is None else {"canal": finding.to_json()}
+
+
+def _canal_usable(ctx: TreatmentContext) -> bool:
+    finding = ctx.canal_status()
+    return finding is None or finding.usable
+
+
 def _settings_json(ctx: TreatmentContext) -> dict[str, Any]:
     return {
         "margin_mm": ctx.margin_mm,
@@ -399,7 +413,7 @@ def _settings_json(ctx: TreatmentContext) -> dict[str, Any]:
         "canal_holds": {True: "cauda equina", False: "spinal cord", None: "unknown (cord assumed)"}[
             ctx.below_conus()
         ]
-        if ctx.canal_field()
+        if ctx.canal_field() and _canal_usable(ctx)
         else None,
     }
 
@@ -488,6 +502,10 @@ def _warnings(
             )
     if cement is not None:
         out.extend(cement.warnings)
+    if per_zone:
+        unknown = canal_unknown_warning(ctx.canal_status())
+        if unknown is not None:
+            out.append(unknown)
     return sorted(out, key=lambda w: -SEVERITY_ORDER[w.severity])
 
 

@@ -16,9 +16,10 @@ import numpy as np
 
 from guideplan.core import trajectory as tr
 from guideplan.core.resources import load_json
+from guideplan.core.status import Finding, Status
 from guideplan.core.volume import Volume
 from guideplan.planning.devices import Device
-from guideplan.planning.structures import StructureField
+from guideplan.planning.structures import StructureField, canal_status
 
 SEVERITY_ORDER = {"info": 0, "warning": 1, "danger": 2}
 
@@ -34,6 +35,22 @@ class PlanWarning:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def canal_unknown_warning(finding: Finding | None) -> PlanWarning | None:
+    """CANAL_NOT_IDENTIFIED when the canal the distances rest on is not known to be right
+    (uncertain, not found, not looked for): unknown is never reported as safe. Silent
+    for a canal found or given, and when the user confirmed there is none near the plan."""
+    if finding is None or finding.usable or finding.source == "user":
+        return None
+    what = "uncertain" if finding.status is Status.UNCERTAIN else "not identified"
+    return PlanWarning(
+        "CANAL_NOT_IDENTIFIED",
+        "warning",
+        f"Spinal canal {what} ({finding.reason}): the distance to the cord is unknown. "
+        "Confirm or draw the canal (Segment tab), or mark that there is none near this plan.",
+        {"status": str(finding.status), "reason": finding.reason},
+    )
 
 
 @dataclass
@@ -85,6 +102,7 @@ class PathReport:
     profile_hu: np.ndarray
     distances: list[StructureDistance]
     warnings: list[PlanWarning]
+    canal: Finding | None = None
 
     @property
     def worst_severity(self) -> str:
@@ -118,6 +136,7 @@ class PathReport:
             },
             "distances": [d.to_json() for d in self.distances],
             "warnings": [w.to_json() for w in self.warnings],
+            "structures_status": {} if self.canal is None else {"canal": self.canal.to_json()},
         }
 
     def _step(self) -> float:
@@ -133,9 +152,12 @@ class PathContext:
         structures: list[StructureField] | None = None,
         lesion: np.ndarray | None = None,
         settings: dict[str, Any] | None = None,
+        canal_finding: Finding | None = None,
     ) -> None:
         self.volume = volume
         self.structures = list(structures or [])
+        #: The automatic canal's finding when no canal field stands for it (not found).
+        self.canal_finding = canal_finding
         self.lesion = lesion  # boolean [k, j, i] on the volume grid, optional
         self.settings = settings or load_json("planning.json")
         hu = self.settings["tissue_hu"]
@@ -147,6 +169,9 @@ class PathContext:
         self.step_mm = float(self.settings["needle"]["sample_step_mm"])
         self._array = volume.array
         self._to_index = volume.lps_to_index
+
+    def canal_status(self) -> Finding | None:
+        return canal_status(self.structures, self.canal_finding)
 
     def ijk(self, points: np.ndarray) -> np.ndarray:
         return tr_apply(self._to_index, points)
@@ -221,6 +246,7 @@ def analyze_path(ctx: PathContext, entry, target, device: Device) -> PathReport:
         profile_hu=hu,
         distances=distances,
         warnings=[],
+        canal=ctx.canal_status(),
     )
     report.warnings = _warnings(ctx, report, s, hu, points, skin_index)
     return report
@@ -325,6 +351,9 @@ def _warnings(ctx: PathContext, r: PathReport, s, hu, points, skin_index: int):
             )
         )
     out.extend(_bone_access(ctx, r, s, hu, points, skin_index))
+    unknown = canal_unknown_warning(ctx.canal_status())
+    if unknown is not None:
+        out.append(unknown)
     return out
 
 

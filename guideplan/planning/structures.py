@@ -10,17 +10,30 @@ more than any safety threshold.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from guideplan.core import trajectory as tr
 from guideplan.core.resources import load_json
+from guideplan.core.status import Finding, Status
 from guideplan.core.volume import Volume
 
 #: Structures whose crossing means gas (pneumothorax, bowel perforation).
 GAS_BEARING = ("bowel", "colon", "lung", "pleura", "stomach", "intestine")
+
+#: Names under which a mask stands for the spinal canal or what it holds (the canal is
+#: what planning spares: its contents are the cord or the cauda equina). Matched as words
+#: of the lower-cased name with "_" read as a space: "spinal_cord", "Spinal canal",
+#: "thecal sac".
+CANAL_WORDS = ("canal", "spinal cord", "cord", "thecal sac", "dural sac", "cauda equina")
+
+
+def is_canal_name(name: str) -> bool:
+    """Whether a structure or mask name is the spinal canal or its contents."""
+    key = " " + name.lower().replace("_", " ").replace("-", " ") + " "
+    return any(f" {w} " in key or (w == "canal" and "canal" in key) for w in CANAL_WORDS)
 
 
 @dataclass
@@ -33,6 +46,9 @@ class StructureField:
     lo_ijk: np.ndarray  # crop origin (i, j, k) in the full volume's index space
     lps_to_index: np.ndarray  # full volume's 4x4
     cap_mm: float
+    #: How sure the structure is: a mask from --labels or drawn by the user is found;
+    #: an automatic one carries the finder's status (uncertain = unknown to planning).
+    finding: Finding = field(default_factory=lambda: Finding.given("labels", "given as a mask"))
 
     @classmethod
     def from_mask(
@@ -44,6 +60,7 @@ class StructureField:
         kind: str = "critical",
         margin_mm: float = 30.0,
         gas_bearing: bool | None = None,
+        finding: Finding | None = None,
     ) -> StructureField:
         if mask.shape != volume.array.shape:
             raise ValueError(f"mask of {name} is not on the volume's grid")
@@ -72,7 +89,12 @@ class StructureField:
             lo_ijk=lo[::-1].astype(float),
             lps_to_index=volume.lps_to_index,
             cap_mm=float(margin_mm),
+            finding=finding or Finding.given("labels", "given as a mask"),
         )
+
+    @property
+    def is_canal(self) -> bool:
+        return is_canal_name(self.name)
 
     def distance(self, points: np.ndarray) -> np.ndarray:
         """Signed distance (mm) from the structure's surface; negative inside."""
@@ -114,8 +136,10 @@ def fields_from_labels(
     volume: Volume,
     skip: tuple[str, ...] = ("lesion", "bone", "cortical bone", "trabecular bone", "body"),
     settings: dict[str, Any] | None = None,
+    findings: dict[str, Finding] | None = None,
 ) -> list[StructureField]:
-    """One field per label id in ``table`` (id -> name), leaving out lesion and bone."""
+    """One field per label id in ``table`` (id -> name), leaving out lesion and bone; a
+    label the anatomy finder made keeps its finding (``findings`` by name)."""
     fields = []
     for label_id, name in table.items():
         if name.lower() in skip:
@@ -123,7 +147,13 @@ def fields_from_labels(
         mask = labels == label_id
         if mask.any():
             fields.append(
-                StructureField.from_mask(name, mask, volume, safety_distance_mm(name, settings))
+                StructureField.from_mask(
+                    name,
+                    mask,
+                    volume,
+                    safety_distance_mm(name, settings),
+                    finding=(findings or {}).get(name),
+                )
             )
     return fields
 
@@ -141,11 +171,62 @@ def structures_from_masks(
 
 
 def auto_structures(volume: Volume) -> list[StructureField]:
-    """Structures to spare found automatically on the CT (spinal canal, ...)."""
+    """Structures to spare found automatically on the CT (the spinal canal), each with
+    its finding; see :func:`auto_structures_with_status` for a canal not found."""
+    return auto_structures_with_status(volume)[0]
+
+
+def auto_structures_with_status(volume: Volume) -> tuple[list[StructureField], Finding]:
+    """(fields, the canal's finding). A canal found or uncertain gets a field (distances
+    to an uncertain one are shown, but planning treats it as unknown); a canal not found
+    gets none, and its finding says why."""
+    mask, finding = auto_canal(volume)
+    fields: list[StructureField] = []
+    if mask.any() and finding.status is not Status.NOT_FOUND:
+        fields.append(
+            StructureField.from_mask(
+                "spinal canal", mask, volume, safety_distance_mm("spinal canal"), finding=finding
+            )
+        )
+    return fields, finding
+
+
+#: One automatic canal per planning CT: (the array it was found on, mask, finding).
+_CANAL_CACHE: list[tuple[np.ndarray, tuple, np.ndarray, Finding]] = []
+
+
+def auto_canal(volume: Volume) -> tuple[np.ndarray, Finding]:
+    """The spinal canal found on the whole CT, with its finding; computed once per CT
+    (the path checks, the zones and the cement all ask for it)."""
+    key = (volume.array.shape, volume.index_to_lps.tobytes())
+    for array, k, mask, finding in _CANAL_CACHE:
+        if array is volume.array and k == key:
+            return mask, finding
     from guideplan.processing import anatomy
 
-    masks: dict[str, np.ndarray] = {}
-    canal = anatomy.spinal_canal(volume)
-    if canal is not None and canal.any():
-        masks["spinal canal"] = canal
-    return structures_from_masks(masks, volume)
+    find = getattr(anatomy, "find_canal", None)  # TEMPORARY until find_canal lands
+    if find is None:
+        mask = anatomy.spinal_canal(volume)
+        finding = Finding.found("ring") if mask.any() else Finding.not_found("no ring")
+    else:
+        result = find(volume)
+        mask, finding = result.mask.astype(bool), result.finding
+    _CANAL_CACHE[:] = [*_CANAL_CACHE[-1:], (volume.array, key, mask, finding)]
+    return mask, finding
+
+
+def canal_status(fields: list[StructureField], auto: Finding | None) -> Finding | None:
+    """The canal's status for planning. The user's word wins (a canal drawn or confirmed,
+    or "no canal near this plan"), then a canal given as a mask (--labels), then the
+    automatic finder's; None when nobody looked for it (a bare context in a test: the
+    CLI and the window always look)."""
+    if auto is not None and auto.source == "user":
+        return auto
+    canal = [f for f in fields if f.is_canal]
+    for source in ("user", "labels"):
+        given = [f for f in canal if f.finding.source == source]
+        if given:
+            return given[0].finding
+    if canal:
+        return canal[0].finding
+    return auto

@@ -43,7 +43,6 @@ from typing import Any
 
 import numpy as np
 
-from guideplan.core.labelmap import mask_bounds
 from guideplan.core.progress import (
     CancelFn,
     ProgressFn,
@@ -52,9 +51,11 @@ from guideplan.core.progress import (
     sub_progress,
 )
 from guideplan.core.resources import load_json
+from guideplan.core.status import Finding
 from guideplan.core.volume import Volume
 from guideplan.processing import masks
 from guideplan.processing.bone import CORTICAL, TRABECULAR, bone_labels, bone_mask
+from guideplan.processing.canal import CanalResult, find_canal
 
 _LUMBAR = ("L1", "L2", "L3", "L4", "L5")
 _THORACIC = tuple(f"T{n}" for n in range(1, 13))
@@ -103,379 +104,27 @@ def skin_mask(
 #: Re-exported: the 3D view and older callers import it from here (and bone from
 #: :mod:`guideplan.processing.bone`).
 largest_component = masks.largest_component
-__all__ = ["CORTICAL", "TRABECULAR", "bone_labels", "bone_mask", "largest_component"]
+__all__ = [
+    "CORTICAL",
+    "TRABECULAR",
+    "CanalResult",
+    "bone_labels",
+    "bone_mask",
+    "find_canal",
+    "largest_component",
+]
 
 
 # ======================================================================================
-# spinal canal
+# spinal canal (guideplan.processing.canal)
 # ======================================================================================
-
-
-@dataclass
-class _Segment:
-    """A run of ringed canal holes: one per vertebra, usually."""
-
-    slices: dict[int, np.ndarray]  # slice index -> 2D mask (whole slice)
-    centres: dict[int, np.ndarray]  # slice index -> in-plane LPS centre (x, y)
-
-    @property
-    def first(self) -> int:
-        return min(self.slices)
-
-    @property
-    def last(self) -> int:
-        return max(self.slices)
 
 
 def spinal_canal(volume: Volume, bone: np.ndarray | None = None) -> np.ndarray:
-    """Boolean [k, j, i] mask of the bony spinal canal's contents (empty if none found)."""
-    cfg = _settings("canal")
-    if bone is None:
-        bone = bone_mask(volume)
-    axis = _slice_axis(volume)
-    sp = _spacing_kji(volume)
-    slice_mm = float(sp[axis])
-    plane_sp = [float(sp[a]) for a in range(3) if a != axis]
-    pixel_mm2 = plane_sp[0] * plane_sp[1]
-    moved = np.moveaxis(bone, axis, 0)
-    segments = _ring_holes(volume, moved, axis, plane_sp, cfg, pixel_mm2)
-    chain = _best_chain(segments, slice_mm, cfg)
-    canal = np.zeros(moved.shape, dtype=bool)
-    if not chain or (chain[-1].last - chain[0].first + 1) * slice_mm < float(cfg["min_length_mm"]):
-        return np.moveaxis(canal, 0, axis)
-    # each ringed slice's cross-section: the rounded canal inside the ring (the hole's
-    # corners are closing artefacts and the entries of the foramina)
-    sections: dict[int, _Ellipse] = {}
-    for seg in chain:
-        for k, m in seg.slices.items():
-            e = _inscribed_ellipse(m, plane_sp, float(cfg["shape_tolerance"]))
-            if e is not None:
-                sections[k] = e
-                e.paint(canal[k], plane_sp)
-    ks = sorted(sections)
-    if not ks:
-        return np.moveaxis(canal, 0, axis)
-    for a, b in itertools.pairwise(ks):
-        _interpolate(canal, a, b, plane_sp)
-    # past the last closed rings (an open arch, the sacrum, the field of view's edge):
-    # follow the cross-section slice by slice along the bone that holds it
-    _track(canal, moved, sections[ks[0]], ks[0], -1, plane_sp, slice_mm, cfg)
-    _track(canal, moved, sections[ks[-1]], ks[-1], 1, plane_sp, slice_mm, cfg)
-    canal &= ~moved
-    # air and lung never fill the canal (a ring hole's corner may reach the lung)
-    canal &= np.moveaxis(volume.array, axis, 0) >= float(cfg["min_content_hu"])
-    return np.moveaxis(canal, 0, axis)
-
-
-@dataclass
-class _Ellipse:
-    """A canal cross-section: an ellipse in one slice, in mm of the slice's pixel grid
-    (row * row spacing, column * column spacing)."""
-
-    centre: np.ndarray  # (2,) mm
-    axes: np.ndarray  # (2,) semi-axes, mm
-    basis: np.ndarray  # (2, 2) columns: the unit directions of the axes
-
-    def box(self, plane_sp: Sequence[float], grow_mm: float = 0.0) -> tuple[np.ndarray, ...]:
-        """(first pixel, pixel-grid mm coordinates u, v along the axes) of a box
-        holding the ellipse grown by ``grow_mm``."""
-        reach = float(self.axes.max()) + grow_mm
-        half = np.array([int(np.ceil(reach / s)) + 1 for s in plane_sp])
-        mid = np.rint(self.centre / np.asarray(plane_sp)).astype(int)
-        lo = mid - half
-        r = (np.arange(2 * half[0] + 1) + lo[0]) * plane_sp[0] - self.centre[0]
-        c = (np.arange(2 * half[1] + 1) + lo[1]) * plane_sp[1] - self.centre[1]
-        rr, cc = np.meshgrid(r, c, indexing="ij")
-        u = rr * self.basis[0, 0] + cc * self.basis[1, 0]
-        v = rr * self.basis[0, 1] + cc * self.basis[1, 1]
-        return lo, u, v
-
-    def paint(self, plane: np.ndarray, plane_sp: Sequence[float]) -> None:
-        lo, u, v = self.box(plane_sp)
-        inside = (u / self.axes[0]) ** 2 + (v / self.axes[1]) ** 2 <= 1.0
-        _paste(plane, inside, lo)
-
-
-def _paste(plane: np.ndarray, patch: np.ndarray, lo: np.ndarray) -> None:
-    """OR ``patch`` into ``plane`` at ``lo`` (clipped at the plane's edges)."""
-    a0, b0 = max(lo[0], 0), max(lo[1], 0)
-    a1 = min(lo[0] + patch.shape[0], plane.shape[0])
-    b1 = min(lo[1] + patch.shape[1], plane.shape[1])
-    if a1 > a0 and b1 > b0:
-        plane[a0:a1, b0:b1] |= patch[a0 - lo[0] : a1 - lo[0], b0 - lo[1] : b1 - lo[1]]
-
-
-def _crop(plane: np.ndarray, lo: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """``plane[lo : lo + shape]``, False beyond the plane's edges."""
-    out = np.zeros(shape, dtype=bool)
-    a0, b0 = max(lo[0], 0), max(lo[1], 0)
-    a1 = min(lo[0] + shape[0], plane.shape[0])
-    b1 = min(lo[1] + shape[1], plane.shape[1])
-    if a1 > a0 and b1 > b0:
-        out[a0 - lo[0] : a1 - lo[0], b0 - lo[1] : b1 - lo[1]] = plane[a0:a1, b0:b1]
-    return out
-
-
-def _inscribed_ellipse(
-    hole: np.ndarray, plane_sp: Sequence[float], tolerance: float
-) -> _Ellipse | None:
-    """The largest ellipse of the hole's own shape (second moments) that stays inside
-    it, up to ``tolerance`` of its area: the moment ellipse, shrunk until it fits."""
-    idx = np.argwhere(hole)
-    if len(idx) < 5:
-        return None
-    pts = idx * np.asarray(plane_sp)
-    centre = pts.mean(axis=0)
-    var, basis = np.linalg.eigh(np.cov((pts - centre).T))
-    axes = 2.0 * np.sqrt(np.maximum(var, 1e-6))
-    e = _Ellipse(centre, axes, basis)
-    lo, u, v = e.box(plane_sp, 0.2 * float(axes.max()))
-    inside = _crop(hole, lo, u.shape)
-    r2 = (u / axes[0]) ** 2 + (v / axes[1]) ** 2
-    for scale in np.arange(1.2, 0.49, -0.02):
-        ell = r2 <= scale**2
-        n = np.count_nonzero(ell)
-        if n and np.count_nonzero(ell & ~inside) <= tolerance * n:
-            return _Ellipse(centre, axes * scale, basis)
-    return None
-
-
-def _track(
-    canal: np.ndarray,
-    bone: np.ndarray,
-    start: _Ellipse,
-    k0: int,
-    step: int,
-    plane_sp: list[float],
-    slice_mm: float,
-    cfg: dict[str, Any],
-) -> None:
-    """Follow the canal's cross-section from slice ``k0`` in direction ``step``.
-
-    In each next slice the last held ellipse may move a little and grow or shrink a
-    little (per mm along the canal); of the fits that stay out of the bone, the one with
-    the most bone along its rim wins: a ring without a closed arch, the notch of an open
-    dorsal arch (spina bifida, laminectomy, a sacral canal open behind) or the groove
-    behind the vertebral body still hold it. Where no fit has enough bone along its rim
-    (a disc, the canal's end) the search widens slice by slice; once the canal is held
-    again, the slices in between are interpolated. After ``extend_mm`` without a hold
-    the last held ellipse is carried over those slices and the canal stops.
-    """
-    per_slice = float(cfg["track_slope"]) * slice_mm
-    max_reach = float(cfg["max_step_mm"])
-    rate = float(cfg["track_size_rate_per_mm"]) * slice_mm
-    fit = _RimFit(
-        band=float(cfg["rim_mm"]),
-        max_in_bone=float(cfg["shape_tolerance"]),
-        min_area=float(cfg["min_area_mm2"]),
-        factors=(1.0 - rate, 1.0, 1.0 + rate),
-        move_cost=float(cfg["track_move_cost"]),
-        size_cost=float(cfg["track_size_cost"]),
-    )
-    min_rim = float(cfg["min_rim_contact"])
-    coast_limit = float(cfg["extend_mm"])
-    held, pending = start, []
-    k = k0 + step
-    while 0 <= k < canal.shape[0]:
-        reach_mm = min(per_slice * (len(pending) + 1), max_reach)
-        found = fit(held, bone[k], plane_sp, reach_mm, per_slice)
-        if found is not None and found[1] >= min_rim:
-            new = found[0]
-            n = len(pending) + 1
-            for m, kp in enumerate(pending, start=1):
-                t = m / n
-                _Ellipse(
-                    (1 - t) * held.centre + t * new.centre,
-                    (1 - t) * held.axes + t * new.axes,
-                    held.basis,
-                ).paint(canal[kp], plane_sp)
-            new.paint(canal[k], plane_sp)
-            held, pending = new, []
-        else:
-            pending.append(k)
-            if len(pending) * slice_mm > coast_limit:
-                break
-        k += step
-    for kp in pending[: int(coast_limit / slice_mm)]:
-        held.paint(canal[kp], plane_sp)
-
-
-@dataclass
-class _RimFit:
-    """Best placement of an ellipse (moved by up to ``reach`` mm, each semi-axis scaled by
-    one of ``factors``) in a slice's bone: at most ``max_in_bone`` of it in bone, and the
-    largest bone fraction in the band of width ``band`` (mm) around it. Both are measured
-    on fixed sample points (area-uniform inside, two rings in the band), so the ellipse
-    moves by fractions of a pixel."""
-
-    band: float
-    max_in_bone: float
-    min_area: float
-    factors: tuple[float, ...]
-    move_cost: float
-    size_cost: float
-
-    def __call__(
-        self,
-        e: _Ellipse,
-        bone2d: np.ndarray,
-        plane_sp: Sequence[float],
-        reach: float,
-        per: float,
-    ) -> tuple[_Ellipse, float] | None:
-        """(the ellipse, the bone fraction of its rim band), or None if none fits.
-        ``per`` (mm) is the move allowed per slice, the unit of the move cost."""
-        sp = np.asarray(plane_sp, dtype=float)
-        step = max(0.5 * float(sp.min()), reach / 6.0)
-        n = int(np.floor(reach / step + 1e-9))
-        offs = np.arange(-n, n + 1) * step
-        shifts = np.stack(np.meshgrid(offs, offs, indexing="ij"), axis=-1).reshape(-1, 2)
-        fa, fb = (g.ravel() for g in np.meshgrid(self.factors, self.factors, indexing="ij"))
-        axes = e.axes[None, :] * np.stack([fa, fb], axis=1)  # (F, 2)
-        keep = np.pi * axes[:, 0] * axes[:, 1] >= self.min_area
-        if not keep.any():
-            return None
-        axes = axes[keep]
-        inner, ring = _SAMPLES
-        ang = np.stack([np.cos(ring), np.sin(ring)], axis=1)  # (R, 2)
-        pts_in = inner[None, :, :] * axes[:, None, :]  # (F, I, 2), ellipse frame
-        pts_rim = np.concatenate(
-            [ang[None] * (axes[:, None, :] + d * self.band) for d in (0.5, 1.0)], axis=1
-        )  # (F, 2R, 2)
-
-        def lookup(pts: np.ndarray) -> np.ndarray:  # (F, P, 2) ellipse frame -> (F, S, P)
-            mm = pts @ e.basis.T  # to the slice's (row, column) mm
-            at = e.centre + shifts[None, :, None, :] + mm[:, None, :, :]
-            idx = np.rint(at / sp).astype(np.intp)
-            inside = (
-                (idx[..., 0] >= 0)
-                & (idx[..., 0] < bone2d.shape[0])
-                & (idx[..., 1] >= 0)
-                & (idx[..., 1] < bone2d.shape[1])
-            )
-            out = np.zeros(inside.shape, dtype=bool)
-            out[inside] = bone2d[idx[..., 0][inside], idx[..., 1][inside]]
-            return out
-
-        in_bone = lookup(pts_in).mean(axis=2)  # (F, S)
-        frac = lookup(pts_rim).mean(axis=2)
-        ok = in_bone <= self.max_in_bone
-        if not ok.any():
-            return None
-        # the canal changes little from slice to slice: a move of ``per`` mm or a change of
-        # one size step must buy that much more bone on the rim (ties: the smallest change)
-        size_step = max(float(np.log(max(self.factors))), 1e-6)
-        steps = np.abs(np.log(axes / e.axes[None, :])).sum(axis=1) / size_step
-        score = (
-            np.where(ok, frac, -1.0)
-            - self.move_cost * np.sum(shifts**2, axis=1)[None, :] / per**2
-            - self.size_cost * steps[:, None]
-        )
-        f, s_ = np.unravel_index(int(np.argmax(score)), score.shape)
-        return _Ellipse(e.centre + shifts[s_], axes[f], e.basis), float(frac[f, s_])
-
-
-def _sample_points(n_inner: int = 160, n_ring: int = 48) -> tuple[np.ndarray, np.ndarray]:
-    """Area-uniform points in the unit disc (a sunflower) and the angles of a ring."""
-    i = np.arange(n_inner) + 0.5
-    r = np.sqrt(i / n_inner)
-    t = i * np.pi * (3.0 - np.sqrt(5.0))
-    return np.stack([r * np.cos(t), r * np.sin(t)], axis=1), np.linspace(
-        0.0, 2.0 * np.pi, n_ring, endpoint=False
-    )
-
-
-_SAMPLES = _sample_points()
-
-
-def _ring_holes(
-    volume: Volume,
-    bone: np.ndarray,
-    axis: int,
-    plane_sp: list[float],
-    cfg: dict[str, Any],
-    pixel_mm2: float,
-) -> list[_Segment]:
-    """Holes enclosed by bone in each slice, grouped into 3D segments."""
-    box = mask_bounds(bone)
-    if box is None:
-        return []
-    # closing within each slice only (no reach across slices), then each slice's holes
-    closed = masks.closing(bone[box], [masks.IN_PLANE_ONLY, *plane_sp], float(cfg["closing_mm"]))
-    holes = np.zeros(bone.shape, dtype=bool)
-    holes[box] = masks.fill_holes_by_slice(closed, 0) & ~closed
-    comps = masks.components(holes, full=False)
-    segments = []
-    lo_a, hi_a = float(cfg["min_area_mm2"]), float(cfg["max_area_mm2"])
-    # group the hole voxels by component in one pass (not one scan per component)
-    flat = np.flatnonzero(comps)
-    ids = comps.ravel()[flat]
-    order = np.argsort(ids, kind="stable")
-    flat, ids = flat[order], ids[order]
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    for start, stop in zip(starts, [*starts[1:], len(ids)], strict=True):
-        where = np.unravel_index(flat[start:stop], comps.shape)
-        ks = np.unique(where[0])
-        areas = np.array([np.count_nonzero(where[0] == k) for k in ks]) * pixel_mm2
-        if len(ks) < 2 or not lo_a <= float(np.median(areas)) <= hi_a:
-            continue
-        slices: dict[int, np.ndarray] = {}
-        centres: dict[int, np.ndarray] = {}
-        for k, area in zip(ks, areas, strict=True):
-            if not lo_a <= area <= hi_a:
-                continue  # merged with a lesion cavity or a gap: interpolated instead
-            m = np.zeros(bone.shape[1:], dtype=bool)
-            pick = where[0] == k
-            m[where[1][pick], where[2][pick]] = True
-            slices[int(k)] = m
-            centres[int(k)] = _plane_centre(volume, axis, int(k), m)
-        if len(slices) >= 2:
-            segments.append(_Segment(slices, centres))
-    return segments
-
-
-def _best_chain(segments: list[_Segment], slice_mm: float, cfg: dict[str, Any]) -> list[_Segment]:
-    """Longest head-to-feet chain of segments with small steps (dynamic programming)."""
-    if not segments:
-        return []
-    segs = sorted(segments, key=lambda s: s.first)
-    max_gap = float(cfg["max_gap_mm"]) / slice_mm
-    max_step = float(cfg["max_step_mm"])
-    score = [float(len(s.slices)) for s in segs]
-    prev: list[int | None] = [None] * len(segs)
-    for b, sb in enumerate(segs):
-        for a in range(b):
-            sa = segs[a]
-            gap = sb.first - sa.last
-            if gap < 1 or gap > max_gap:
-                continue
-            step = float(np.linalg.norm(sb.centres[sb.first] - sa.centres[sa.last]))
-            if step <= max_step and score[a] + len(sb.slices) > score[b]:
-                score[b] = score[a] + len(sb.slices)
-                prev[b] = a
-    end: int | None = int(np.argmax(score))
-    chain = []
-    while end is not None:
-        chain.append(segs[end])
-        end = prev[end]
-    return chain[::-1]
-
-
-def _interpolate(stack: np.ndarray, a: int, b: int, plane_sp: list[float]) -> None:
-    """Fill slices a+1..b-1 of ``stack`` from slices a and b (signed distances)."""
-    if b - a < 2:
-        return
-    # only around the two cross-sections (whole-slice distance maps cost more)
-    both = stack[a] | stack[b]
-    if not both.any():
-        return
-    rows, cols = np.flatnonzero(both.any(axis=1)), np.flatnonzero(both.any(axis=0))
-    box = (slice(max(rows[0] - 2, 0), rows[-1] + 3), slice(max(cols[0] - 2, 0), cols[-1] + 3))
-    da = masks.signed_distance(stack[a][box], plane_sp)
-    db = masks.signed_distance(stack[b][box], plane_sp)
-    for k in range(a + 1, b):
-        t = (k - a) / (b - a)
-        stack[k][box] |= (1.0 - t) * da + t * db <= 0.0
+    """Boolean [k, j, i] mask of the spinal canal (empty if none found). The mask alone
+    says nothing about how sure it is: callers that rest a safety check on it use
+    :func:`find_canal` and its ``finding``."""
+    return find_canal(volume, bone).mask
 
 
 # ======================================================================================
@@ -495,6 +144,7 @@ class Vertebra:
     partial: bool = False  # cut by the field of view
     ribs: bool = False
     sacrum: bool = False
+    finding: Finding | None = None  # how sure the body and its level name are
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -506,6 +156,7 @@ class Vertebra:
             "partial": self.partial,
             "ribs": self.ribs,
             "sacrum": self.sacrum,
+            "status": None if self.finding is None else self.finding.to_json(),
         }
 
 
@@ -515,10 +166,16 @@ class VertebraeResult:
     vertebrae: list[Vertebra]
     levels_known: bool
     how: str  # which landmark named the levels, or why none could
+    finding: Finding = field(
+        default_factory=lambda: Finding.not_found("no vertebral body looked for")
+    )
 
 
-def find_vertebrae(volume: Volume, bone: np.ndarray, canal: np.ndarray) -> VertebraeResult:
-    """Vertebral bodies along the canal, cranial first, named where a landmark allows."""
+def find_vertebrae(
+    volume: Volume, bone: np.ndarray, canal: np.ndarray, canal_found: bool = True
+) -> VertebraeResult:
+    """Vertebral bodies along the canal, cranial first, named where a landmark allows.
+    ``canal_found``: whether the canal is sure (else the result is uncertain too)."""
     cfg = _settings("vertebrae")
     axis = _slice_axis(volume)
     sp = _spacing_kji(volume)
@@ -558,8 +215,26 @@ def find_vertebrae(volume: Volume, bone: np.ndarray, canal: np.ndarray) -> Verte
         lateral[k] = (x - cx, y - cy, bone_s[k])
     ks = list(span)
     typical = float(np.percentile(area[ks], 90))
+    # discs: slices of little bone and low density between endplates, spaced like
+    # vertebrae (a dip in the middle of a body is too close to its neighbours)
+    hu_s = np.moveaxis(volume.array, axis, 0)
+    density = np.array(
+        [float(np.mean(hu_s[k][windows[k]])) if windows[k].any() else 0.0 for k in ks]
+    )
+    discs, margin = _discs(np.asarray(ks), area[ks], density, slice_mm, cfg)
     is_body = area >= float(cfg["min_body_area_fraction"]) * typical
-    runs = _runs([k for k in ks if is_body[k]])
+    # runs of body slices; a run taller than a body holds a disc the bone area alone
+    # missed (an oblique disc, endplates in partial volume): split it at the discs
+    tall = float(cfg["named_height_mm"][1])
+    runs = []
+    for r0, r1 in _runs([k for k in ks if is_body[k]]):
+        if (r1 - r0 + 1) * slice_mm <= tall:
+            runs.append((r0, r1))
+            continue
+        cuts = [d for d in discs if r0 < d < r1]
+        for a, b in itertools.pairwise([r0 - 1, *cuts, r1 + 1]):
+            if b - a > 1:
+                runs.append((a + 1, b - 1))
     runs = [r for r in runs if (r[1] - r[0] + 1) * slice_mm >= float(cfg["min_height_mm"])]
     vertebrae = []
     for n, (k0, k1) in enumerate(runs, start=1):
@@ -585,7 +260,104 @@ def find_vertebrae(volume: Volume, bone: np.ndarray, canal: np.ndarray) -> Verte
         # ribs beside a body make it thoracic, whatever else lies lateral of it
         v.sacrum = not v.ribs and _is_sacrum(v, lateral, pixel_mm2, cfg)
     known, how = _name_levels(volume, axis, vertebrae)
-    return VertebraeResult(np.moveaxis(labels, 0, axis), vertebrae, known, how)
+    known, how = _check_levels(vertebrae, known, how, margin, cfg)
+    finding = _vertebrae_finding(vertebrae, known, how, margin, bool(canal_found))
+    for v in vertebrae:
+        conf = round(margin, 2)
+        if v.partial:
+            v.finding = Finding.uncertain("body cut by the field of view", conf)
+        elif known or v.name.startswith("V"):
+            v.finding = Finding.found(
+                f"body between two discs, {v.height_mm:.0f} mm tall"
+                + ("" if known else "; level unknown"),
+                conf,
+            )
+        else:
+            v.finding = Finding.uncertain("level name not confirmed", conf)
+    return VertebraeResult(np.moveaxis(labels, 0, axis), vertebrae, known, how, finding)
+
+
+def _check_levels(
+    vertebrae: list[Vertebra], known: bool, how: str, margin: float, cfg: dict[str, Any]
+) -> tuple[bool, str]:
+    """Keep level names only when every whole body between the landmark and the top is
+    as tall as a vertebral body and the discs stand out: a missed or extra disc would
+    shift every name, and a wrong level is worse than an unknown one."""
+    if not known:
+        return known, how
+    lo, hi = (float(v) for v in cfg["named_height_mm"])
+    odd = [v for v in vertebrae if not v.partial and not v.sacrum and not lo <= v.height_mm <= hi]
+    weak = margin < float(cfg["named_min_margin"])
+    if not odd and not weak:
+        return known, how
+    for n, v in enumerate(vertebrae, start=1):
+        v.name = "sacrum?" if v.sacrum else f"V{n}"
+    why = (
+        f"a body {odd[0].height_mm:.0f} mm tall (a disc missed or one too many)"
+        if odd
+        else "the discs do not stand out clearly"
+    )
+    return False, f"level unknown: {why}; bodies are named V1..Vn from the head down"
+
+
+def _vertebrae_finding(
+    vertebrae: list[Vertebra], known: bool, how: str, margin: float, canal_found: bool
+) -> Finding:
+    if not vertebrae:
+        return Finding.not_found("no vertebral body along the canal")
+    if not canal_found:
+        return Finding.uncertain("bodies found along an uncertain canal", round(margin, 2))
+    if not known:
+        return Finding.uncertain(f"{len(vertebrae)} bodies; {how}", round(margin, 2))
+    return Finding.found(f"{len(vertebrae)} bodies; {how}", round(margin, 2))
+
+
+def _discs(
+    ks: np.ndarray, area: np.ndarray, density: np.ndarray, slice_mm: float, cfg: dict[str, Any]
+) -> tuple[list[int], float]:
+    """Disc slices along the column: the set of low-bone, low-density slices spaced by
+    one vertebra's pitch (``disc_pitch_mm``) with the lowest total cost (dynamic
+    programming). Returns (disc slices, the mean cost margin of the chosen discs: how
+    clearly they stand out, 0..1)."""
+    n = len(ks)
+    if n == 0:
+        return [], 0.0
+    half = max(1, int(round(float(cfg["disc_reference_mm"]) / slice_mm)))
+    ref_a = np.array([np.percentile(area[max(0, i - half) : i + half + 1], 80) for i in range(n)])
+    ref_d = np.array(
+        [np.percentile(density[max(0, i - half) : i + half + 1], 80) for i in range(n)]
+    )
+    soft = float(cfg["disc_hu"])
+    a_term = np.clip(area / np.maximum(ref_a, 1e-6), 0, 1)
+    d_term = np.clip((density - soft) / np.maximum(ref_d - soft, 1.0), 0, 1)
+    cost = a_term * d_term
+    tau = float(cfg["disc_max_cost"])
+    lo, hi = (int(round(float(v) / slice_mm)) for v in cfg["disc_pitch_mm"])
+    best = np.full(n, np.inf)
+    prev = np.full(n, -1)
+    for i in range(n):
+        if cost[i] >= tau:
+            continue
+        gain = cost[i] - tau
+        if i <= hi:  # the first disc: the vertebra below may be cut by the field of view
+            best[i] = gain
+        j0, j1 = max(0, i - hi), i - lo
+        if j1 >= j0:
+            seg = best[j0 : j1 + 1]
+            j = int(np.argmin(seg))
+            if np.isfinite(seg[j]) and seg[j] + gain < best[i]:
+                best[i], prev[i] = seg[j] + gain, j0 + j
+    ends = [i for i in range(n) if np.isfinite(best[i]) and i >= n - 1 - hi]
+    if not ends:
+        return [], 0.0
+    i = min(ends, key=lambda e: best[e])
+    chosen = []
+    while i >= 0:
+        chosen.append(i)
+        i = int(prev[i])
+    chosen = chosen[::-1]
+    margin = float(np.mean([tau - cost[c] for c in chosen])) / tau
+    return [int(ks[c]) for c in chosen], margin
 
 
 def _has_ribs(v: Vertebra, lateral: dict, pixel_mm2: float, cfg: dict[str, Any]) -> bool:
@@ -691,6 +463,24 @@ class AnatomyResult:
     canal: np.ndarray
     vertebrae: VertebraeResult
     notes: list[str] = field(default_factory=list)
+    canal_finding: Finding = field(
+        default_factory=lambda: Finding.not_found("no spinal canal looked for")
+    )
+    bone_finding: Finding | None = None
+    canal_result: CanalResult | None = None
+
+    def status(self) -> dict[str, Any]:
+        """Finding of each automatic structure, as JSON."""
+        bone = self.bone_finding or (
+            Finding.found("bone above the trabecular threshold (no status from the bone step)")
+            if self.bone.any()
+            else Finding.not_found("no bone in the field of view")
+        )
+        return {
+            "canal": self.canal_finding.to_json(),
+            "vertebrae": self.vertebrae.finding.to_json(),
+            "bone": bone.to_json(),
+        }
 
     def summary(self, spacing: Sequence[float]) -> dict[str, Any]:
         voxel_ml = float(np.prod(spacing)) / 1000.0
@@ -699,7 +489,9 @@ class AnatomyResult:
             "bone_ml": round(np.count_nonzero(self.bone) * voxel_ml, 1),
             "cortical_ml": round(np.count_nonzero(self.bone == CORTICAL) * voxel_ml, 1),
             "canal_ml": round(np.count_nonzero(self.canal) * voxel_ml, 2),
-            "canal_found": bool(self.canal.any()),
+            # only a found canal may back distances and the absence of warnings
+            "canal_found": self.canal_finding.usable,
+            "status": self.status(),
             "levels_known": self.vertebrae.levels_known,
             "levels_how": self.vertebrae.how,
             "vertebrae": [v.to_json() for v in self.vertebrae.vertebrae],
@@ -718,20 +510,13 @@ def segment_anatomy(
     check_cancel(cancel, "Anatomy")
     bone = bone_labels(volume, body, progress=sub_progress(progress, 0.1, 0.6), cancel=cancel)
     _report(progress, 0.6, "Spinal canal")
-    canal = spinal_canal(volume, bone > 0)
+    found = find_canal(volume, bone > 0, progress=sub_progress(progress, 0.6, 0.85), cancel=cancel)
     check_cancel(cancel, "Anatomy")
     _report(progress, 0.85, "Vertebral bodies")
-    vertebrae = find_vertebrae(volume, bone > 0, canal)
-    notes = (
-        []
-        if canal.any()
-        else [
-            "no spinal canal found (no vertebra in the field of "
-            "view, or its arch is not closed on any slice)"
-        ]
-    )
+    vertebrae = find_vertebrae(volume, bone > 0, found.mask, found.finding.usable)
+    notes = [] if found.finding.usable else [f"spinal canal: {found.finding.reason}"]
     _report(progress, 1.0, "Anatomy done")
-    return AnatomyResult(body, skin, bone, canal, vertebrae, notes)
+    return AnatomyResult(body, skin, bone, found.mask, vertebrae, notes, found.finding, None, found)
 
 
 # ======================================================================================

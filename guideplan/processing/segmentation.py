@@ -88,6 +88,8 @@ class GrowParams:
     shell_mm: tuple[float, float] = (1.5, 4.0)
     range_sigma: float = 3.0
     min_sigma_hu: float = 5.0
+    max_sigma_hu: float = 15.0
+    seed_min_voxels: int = 27
     class_separation_sigma: float = 4.0
     leak_opening_mm: float = 1.5
     bone_hu: float = 150.0
@@ -98,6 +100,14 @@ class GrowParams:
     core_opening_mm: float = 1.0
     soft_tissue_extension_mm: float = 3.0
     boundary_relax_mm: float = 2.0
+    #: The spinal canal near the seed when none is given (see :func:`local_canal`).
+    canal_window_mm: float = 20.0
+    canal_persistence: float = 0.6
+    canal_enclosure_directions: int = 2
+    canal_margin_mm: float = 3.0
+    canal_grid_mm: float = 1.5
+    #: Epidural / soft-tissue extension is reported from this volume (mL) on.
+    extension_report_ml: float = 0.05
     #: Keep the lesion inside the bone's outer contour (steps 3-4); off = plain growing.
     bone_aware: bool = True
 
@@ -130,6 +140,10 @@ class GrowResult:
     level: float = 0.0
     spread: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: Lesion in the spinal canal (epidural extension) and outside the bone's contour
+    #: elsewhere (paravertebral / soft-tissue extension), in mL.
+    epidural_ml: float = 0.0
+    paravertebral_ml: float = 0.0
 
     @property
     def n_voxels(self) -> int:
@@ -163,6 +177,7 @@ def grow_lesion(
     grow_range: tuple[float, float] | None = None,
     moving: Volume | None = None,
     fixed_to_moving: np.ndarray | None = None,
+    canal: np.ndarray | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | Any = None,
 ) -> GrowResult:
@@ -171,7 +186,10 @@ def grow_lesion(
     ``volume`` is the planning CT whose grid the result lives on. ``grow_range`` replaces
     the estimated intensity range (the user's adjustment). With ``moving`` and
     ``fixed_to_moving``, intensities come from the fused prior (e.g. an MR) sampled on the
-    CT grid, while the bone around the lesion is still read from the CT.
+    CT grid, while the bone around the lesion is still read from the CT. ``canal`` (bool
+    [k, j, i] on the volume's grid: the spinal canal from the anatomy, or drawn) is kept
+    out of the intra-osseous lesion; without it the canal is found near the seed
+    (:func:`local_canal`). Lesion in the canal is then only the epidural extension.
     """
     p = params or GrowParams.from_resources()
     cancel = as_cancel(cancel)
@@ -190,7 +208,10 @@ def grow_lesion(
         box = box_around(seed_kji, [radius / s for s in volume.spacing[::-1]], shape)
         if progress is not None:
             progress(0.1, f"Growing within {2 * radius:.0f} mm of the seed")
-        result = _grow_in_box(volume, box, seed_kji, p, grow_range, moving, fixed_to_moving, cancel)
+        canal_box = None if canal is None else np.asarray(canal[box], dtype=bool)
+        result = _grow_in_box(
+            volume, box, seed_kji, p, grow_range, moving, fixed_to_moving, canal_box, cancel
+        )
         margin_mm = min(p.bridge_span_mm / 2.0, radius / 2.0)
         if radius >= p.max_roi_radius_mm or not _near_inner_face(
             result.mask, box, shape, [margin_mm / s for s in volume.spacing[::-1]]
@@ -210,6 +231,7 @@ def _grow_in_box(
     grow_range: tuple[float, float] | None,
     moving: Volume | None,
     fixed_to_moving: np.ndarray | None,
+    canal: np.ndarray | None,
     cancel: CancelFn | None,
 ) -> GrowResult:
     spacing_kji = np.asarray(volume.spacing[::-1], dtype=float)
@@ -225,7 +247,8 @@ def _grow_in_box(
         min_sigma = p.min_sigma_hu
     smooth = masks.smooth(intensity, spacing_kji, p.smoothing_mm)
     dist2 = _squared_distance_from(s, smooth.shape, spacing_kji)
-    level, spread, strict = _seed_range(smooth, dist2, p, min_sigma)
+    max_sigma = p.max_sigma_hu if moving is None else None
+    level, spread, strict = _seed_range(smooth, dist2, p, min_sigma, max_sigma)
     user_range = grow_range is not None
     if grow_range is not None:
         strict = (float(min(grow_range)), float(max(grow_range)))
@@ -258,12 +281,17 @@ def _grow_in_box(
     ct_level = float(np.median(ct_smooth[dist2 <= p.seed_radius_mm**2]))
     mode = "plain"
     lesion = grown
+    keep_out = np.zeros_like(grown)
+    inside = None
     if p.bone_aware and ct_level >= p.bone_hu:
         mode = "dense"
     elif p.bone_aware:
         check_cancel(cancel, "Region growing")
         bone = ct_smooth > p.bone_hu
-        core = _inside_bone(grown, bone, start, dist2, spacing_kji, p)
+        if canal is None:
+            canal = local_canal(volume, box, p, grown)
+        keep_out = _canal_margin(canal, spacing_kji, p.canal_margin_mm) & ~bone
+        core, inside = _inside_bone(grown, bone, start, dist2, spacing_kji, p, keep_out)
         if core is None:
             notes.append("no bone encloses the seed: plain region growing")
         else:
@@ -280,16 +308,55 @@ def _grow_in_box(
     lesion = masks.fill_holes(lesion)
     if mode == "dense":
         notes.append("lesion denser than bone (blastic): bone constraint not needed")
-    return GrowResult(box, lesion, seed_index, strict, boundary, mode, level, spread, notes)
+    voxel_ml = float(np.prod(spacing_kji)) / 1000.0
+    epidural = paravertebral = 0.0
+    if mode == "bone" and inside is not None and canal is not None:
+        epidural = np.count_nonzero(lesion & canal) * voxel_ml
+        outside = lesion & ~keep_out & ~inside & ~(ct_smooth > p.bone_hu)
+        paravertebral = np.count_nonzero(outside) * voxel_ml
+        if epidural >= p.extension_report_ml:
+            notes.append(f"epidural extension: {epidural:.2f} mL of the lesion in the spinal canal")
+        if paravertebral >= p.extension_report_ml:
+            notes.append(
+                f"soft-tissue extension: {paravertebral:.2f} mL outside the bone's contour"
+            )
+    return GrowResult(
+        box,
+        lesion,
+        seed_index,
+        strict,
+        boundary,
+        mode,
+        level,
+        spread,
+        notes,
+        epidural,
+        paravertebral,
+    )
 
 
 def _seed_range(
-    smooth: np.ndarray, dist2: np.ndarray, p: GrowParams, min_sigma: float
+    smooth: np.ndarray,
+    dist2: np.ndarray,
+    p: GrowParams,
+    min_sigma: float,
+    max_sigma: float | None = None,
 ) -> tuple[float, float, tuple[float, float]]:
-    """Lesion level (median) and robust spread near the seed, and the strict range."""
-    near = smooth[dist2 <= p.seed_radius_mm**2]
+    """Lesion level (median) and robust spread near the seed, and the strict range.
+
+    The neighbourhood holds at least ``seed_min_voxels`` voxels (at 3 mm a 3 mm ball is 7
+    voxels, whose MAD is noise: it gave a range from CSF to disc), and the spread is
+    capped at ``max_sigma`` on CT (``max_sigma_hu``: what CT noise and a lesion's
+    texture give; a fused MR has no such scale)."""
+    radius2 = p.seed_radius_mm**2
+    if dist2.size >= p.seed_min_voxels:
+        kth = np.partition(dist2, p.seed_min_voxels - 1, axis=None)[p.seed_min_voxels - 1]
+        radius2 = max(radius2, float(kth))
+    near = smooth[dist2 <= radius2]
     level = float(np.median(near))
     spread = max(1.4826 * float(np.median(np.abs(near - level))), min_sigma)
+    if max_sigma is not None:
+        spread = min(spread, max(max_sigma, min_sigma))
     return level, spread, (level - p.range_sigma * spread, level + p.range_sigma * spread)
 
 
@@ -375,30 +442,33 @@ def _inside_bone(
     dist2: np.ndarray,
     spacing_kji: np.ndarray,
     p: GrowParams,
-) -> np.ndarray | None:
-    """The part of ``grown`` inside the bone's outer contour, connected to the seed."""
+    keep_out: np.ndarray,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The part of ``grown`` inside the bone's outer contour and out of ``keep_out``
+    (the spinal canal), connected to the seed; and the contour's inside."""
     margin = [int(math.ceil(p.bridge_span_mm / 2 / s)) + 1 for s in spacing_kji]
     sub = mask_bounds(grown, margin)
     if sub is None:
-        return None
+        return None, None
     inside = np.zeros_like(grown)
     inside[sub] = bridged_by_bone(
         bone[sub], spacing_kji, p.bridge_span_mm, p.canal_run_mm, p.canal_ring_directions
     )
-    core = masks.opening(grown & (inside | bone), spacing_kji, p.core_opening_mm)
+    inside &= ~keep_out
+    core = masks.opening(grown & (inside | bone) & ~keep_out, spacing_kji, p.core_opening_mm)
     if core[start]:
-        return masks.component_at(core, start)
+        return masks.component_at(core, start), inside
     if not core.any():
-        return None
+        return None, inside
     # The seed sits in the soft-tissue part of a breaking-through lesion: take the
     # intra-osseous component nearest to it, if it is within the extension distance.
     reach = p.soft_tissue_extension_mm + p.seed_radius_mm
     labels = masks.components(core, full=False)
     close = core & (dist2 <= reach**2)
     if not close.any():
-        return None
+        return None, inside
     ids, counts = np.unique(labels[close], return_counts=True)
-    return labels == ids[np.argmax(counts)]
+    return labels == ids[np.argmax(counts)], inside
 
 
 def _extension(
@@ -417,6 +487,124 @@ def _extension(
     if not zone.any():
         return zone
     return zone & (to_core < masks.distance_to(bone, spacing_kji))
+
+
+# ======================================================================================
+# the spinal canal near the seed, from the geometry of the vertebra
+# ======================================================================================
+
+#: The 4 in-plane line directions (dk = 0) of :data:`LINE_DIRECTIONS`.
+AXIAL_DIRECTIONS: tuple[tuple[int, int, int], ...] = ((0, 0, 1), (0, 1, 0), (0, 1, 1), (0, 1, -1))
+
+
+def local_canal(
+    volume: Volume, box: Box, p: GrowParams, near: np.ndarray | None = None
+) -> np.ndarray:
+    """The spinal canal in ``volume[box]`` found from geometry, not from HU (CSF, cord
+    and a lytic lesion all read 0-60 HU): non-bone enclosed by bone in the axial plane
+    (``canal_enclosure_directions`` of the 4 in-plane lines end in bone on both sides
+    within ``bridge_span_mm``) on at least ``canal_persistence`` of the slices within
+    ``canal_window_mm`` above and below. A lesion's cavity is enclosed on the lesion's
+    few slices only; the canal is enclosed level after level, so a destroyed posterior
+    wall does not merge the two. The bone here includes osteoporotic marrow
+    (:func:`guideplan.processing.bone.bone_labels`), or the marrow itself would look like
+    an enclosed cavity. Only the part around ``near`` (a mask on the box) is computed.
+
+    The axial plane is the array's (j, i) plane: CT series are stacked along k.
+    """
+    sp = np.asarray(volume.spacing[::-1], dtype=float)
+    shape = tuple(b.stop - b.start for b in box)
+    out = np.zeros(shape, dtype=bool)
+    reach = [p.canal_window_mm, p.bridge_span_mm, p.bridge_span_mm]
+    margin = [int(math.ceil(r / s)) + 1 for r, s in zip(reach, sp, strict=True)]
+    sub = full_box(shape) if near is None else mask_bounds(near, margin)
+    if sub is None:
+        return out
+    inner = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, sub, strict=True))
+    # the canal is 15-25 mm wide: a grid of ~canal_grid_mm is fine enough and 5-20x cheaper
+    factor = [max(1, int(round(p.canal_grid_mm / s))) for s in sp]
+    coarse = _block_mean(masks.crop(volume, inner), factor)  # type: ignore[arg-type]
+    canal = _canal_on(coarse, p)
+    for axis, f in enumerate(factor):
+        canal = np.repeat(canal, f, axis=axis)
+    region = out[sub]
+    n = [min(a, b) for a, b in zip(region.shape, canal.shape, strict=True)]
+    region[: n[0], : n[1], : n[2]] = canal[: n[0], : n[1], : n[2]]
+    if region.shape != canal.shape:
+        # the array's last partial blocks take the nearest block's answer
+        for axis in range(3):
+            if region.shape[axis] > n[axis]:
+                last = [slice(None)] * 3
+                last[axis] = slice(n[axis] - 1, n[axis])
+                fill = [slice(None)] * 3
+                fill[axis] = slice(n[axis], None)
+                region[tuple(fill)] = region[tuple(last)]
+    out[sub] = region
+    return out
+
+
+def _canal_on(volume: Volume, p: GrowParams) -> np.ndarray:
+    """:func:`local_canal` on a whole (coarse) volume."""
+    from guideplan.processing.bone import bone_labels
+
+    sp = np.asarray(volume.spacing[::-1], dtype=float)
+    bone = bone_labels(volume, np.ones(volume.array.shape, dtype=bool)) > 0
+    passable = ~bone
+    ring = np.zeros(bone.shape, dtype=np.uint8)
+    for d in AXIAL_DIRECTIONS:
+        ahead = masks.ray_distance(bone, passable, d, sp, p.bridge_span_mm)
+        ahead += masks.ray_distance(bone, passable, tuple(-v for v in d), sp, p.bridge_span_mm)
+        ring += ahead <= p.bridge_span_mm
+    enclosed = (ring >= p.canal_enclosure_directions) & passable
+    canal = _slice_fraction(enclosed, p.canal_window_mm / sp[0]) >= p.canal_persistence
+    return canal & passable
+
+
+def _block_mean(volume: Volume, factor: Sequence[int]) -> Volume:
+    """``volume`` averaged over blocks of ``factor`` voxels (k, j, i); the last partial
+    block of each axis is averaged over what it holds."""
+    if all(f == 1 for f in factor):
+        return volume
+    arr = volume.array.astype(np.float32)
+    for axis, f in enumerate(factor):
+        if f == 1:
+            continue
+        n = arr.shape[axis]
+        edges = np.arange(0, n, f)
+        sums = np.add.reduceat(arr, edges, axis=axis)
+        counts = np.diff(np.append(edges, n)).astype(np.float32)
+        shape = [1, 1, 1]
+        shape[axis] = len(counts)
+        arr = sums / counts.reshape(shape)
+    f_ijk = np.asarray(factor[::-1], dtype=float)
+    origin = volume.index_to_physical((f_ijk - 1.0) / 2.0)
+    spacing = tuple(float(s * f) for s, f in zip(volume.spacing, f_ijk, strict=True))
+    return Volume(
+        arr, spacing, tuple(float(v) for v in origin), volume.direction, dict(volume.meta)
+    )
+
+
+def _canal_margin(canal: np.ndarray, spacing_kji: np.ndarray, margin_mm: float) -> np.ndarray:
+    """The canal widened in the axial plane: the lateral recesses and foramina open off
+    its sides, and its edge at the posterior wall is a partial-volume voxel; a lytic
+    lesion would leak through both. (The lesion it covers at the wall comes back as
+    extension, up to ``soft_tissue_extension_mm``.)"""
+    if margin_mm <= 0 or not canal.any():
+        return canal
+    in_plane = [masks.IN_PLANE_ONLY, float(spacing_kji[1]), float(spacing_kji[2])]
+    return masks.dilate(canal, in_plane, margin_mm)
+
+
+def _slice_fraction(mask: np.ndarray, half_window: float) -> np.ndarray:
+    """Per voxel, the fraction of slices within +-``half_window`` (along k) where the
+    same (j, i) is in ``mask`` (the window is cut at the array's ends)."""
+    w = max(1, int(round(half_window)))
+    n = mask.shape[0]
+    counts = np.cumsum(np.pad(mask.astype(np.int32), ((w + 1, w), (0, 0), (0, 0))), axis=0)
+    hits = counts[2 * w + 1 :] - counts[: -2 * w - 1]
+    ones = np.cumsum(np.pad(np.ones(n, dtype=np.int32), (w + 1, w)))
+    total = (ones[2 * w + 1 :] - ones[: -2 * w - 1])[:, None, None]
+    return hits / np.maximum(total, 1)
 
 
 # ======================================================================================

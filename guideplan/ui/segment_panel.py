@@ -8,6 +8,8 @@ The panel only holds settings and emits what the user asks for; the window does 
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import (
@@ -15,6 +17,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QGridLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -203,6 +206,7 @@ class SegmentPanel(QWidget):
             2,
         )
         box.addLayout(ops)
+        box.addWidget(self._canal_box(op_button))
 
         row = QHBoxLayout()
         self.mode = QComboBox()
@@ -240,6 +244,49 @@ class SegmentPanel(QWidget):
         self.metrics.setWordWrap(True)
         self.metrics.setTextFormat(Qt.TextFormat.RichText)
         box.addWidget(self.metrics)
+
+    def _canal_box(self, op_button) -> QGroupBox:
+        """The spinal canal's status and what the radiologist can do about it: the cord
+        warnings rest on it, so an uncertain canal is shown and asked about."""
+        group = QGroupBox("Spinal canal")
+        layout = QGridLayout(group)
+        self.canal_status = QLabel("Not looked for yet")
+        self.canal_status.setWordWrap(True)
+        self.canal_status.setTextFormat(Qt.TextFormat.RichText)
+        layout.addWidget(self.canal_status, 0, 0, 1, 3)
+        self.canal_confirm = op_button(
+            "Confirm", "canal_confirm", "The canal label is right (after checking or editing it)"
+        )
+        self.canal_draw = op_button(
+            "Draw…",
+            "canal_draw",
+            "Brush the canal on a few axial slices, then Fill between slices; Confirm",
+        )
+        self.canal_none = op_button(
+            "None here", "canal_none", "No spinal canal is near this plan (a limb, the pelvis)"
+        )
+        for column, button in enumerate((self.canal_confirm, self.canal_draw, self.canal_none)):
+            layout.addWidget(button, 1, column)
+        return group
+
+    def show_canal_status(self, finding) -> None:
+        """found (green), uncertain (orange, asks to confirm or draw), not found (red)."""
+        if finding is None:
+            self.canal_status.setText("Not looked for yet: run Auto anatomy or draw it")
+            return
+        status = str(finding.status)
+        colour = {"found": "#3c3", "uncertain": "#e90", "not_found": "#e44"}.get(status, "#e44")
+        who = {"user": " (by you)", "labels": " (given)"}.get(finding.source, "")
+        text = {"found": "found", "uncertain": "uncertain", "not_found": "not found"}[status]
+        ask = (
+            ""
+            if finding.usable or finding.source == "user"
+            else "<br><b>Distances to the cord are unknown: confirm or draw the canal.</b>"
+        )
+        self.canal_status.setText(
+            f"<span style='color:{colour}'><b>{text}</b></span>{who}: "
+            f"{html.escape(finding.reason)}{ask}"
+        )
 
     # -- settings ----------------------------------------------------------------------
     @property

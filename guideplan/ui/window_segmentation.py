@@ -16,14 +16,19 @@ from PySide6.QtWidgets import QMessageBox
 
 from guideplan.core.errors import GuideplanError
 from guideplan.core.labelmap import LabelDiff
-from guideplan.model.commands import AddNode
+from guideplan.model.commands import AddNode, Group, SetField
 from guideplan.model.label_commands import LabelEdit, edit_labels, stroke_key
 from guideplan.model.nodes import LabelInfo, LabelMapNode
+from guideplan.model.treatment import label_findings
+from guideplan.processing.segmentation import SegmentationError
 from guideplan.render.label_layer import LabelLayer, label_surfaces, surface_actor
 from guideplan.ui.segment_io_actions import SegmentIOActions
 from guideplan.ui.workers import run_task
 
 #: Label operations that compute a diff from (labels, label id, spacing, window).
+#: The label the anatomy finder writes the canal to (resources/labels.json).
+CANAL_LABEL = "spinal canal"
+
 _OPERATION_TEXT = {
     "largest": "Keep largest island",
     "islands": "Remove small islands",
@@ -325,6 +330,9 @@ class SegmentationActions(SegmentIOActions):
         if name == "anatomy":
             self.auto_anatomy()
             return
+        if name.startswith("canal_"):
+            self._canal_command(name)
+            return
         node = self._labelmap()
         if node is None:
             return
@@ -400,11 +408,16 @@ class SegmentationActions(SegmentIOActions):
         def task(progress, cancel):
             body = anatomy.body_mask(volume)
             bone = anatomy.bone_labels(volume, body, progress=progress, cancel=cancel)
-            canal = anatomy.spinal_canal(volume, bone > 0)
-            return body, bone, canal
+            from guideplan.planning.structures import auto_canal
+
+            if hasattr(anatomy, "find_canal"):  # TEMPORARY until find_canal lands
+                found = anatomy.find_canal(volume, bone > 0)
+                return body, bone, found.mask, found.finding
+            canal, finding = auto_canal(volume)
+            return body, bone, canal, finding
 
         def done(result) -> None:
-            body, bone, canal = result
+            body, bone, canal, finding = result
             node = self._labelmap()
             target = node.array.copy()
             target[(body > 0) & (target == 0)] = table.id_of("body")
@@ -415,9 +428,88 @@ class SegmentationActions(SegmentIOActions):
             target[lesion] = table.id_of("lesion")  # never overwrite the lesion
             changed = np.flatnonzero(node.array.ravel() != target.ravel())
             diff = LabelDiff.from_values(node.array, changed, target.ravel()[changed])
-            edit_labels(self.scene, node.id, diff, text="Automatic anatomy")
+            findings = {**(node.findings or {}), CANAL_LABEL: finding.to_json()}
+            steps: list = [SetField(node.id, "findings", findings)]
+            if not diff.is_empty:
+                steps.insert(0, LabelEdit(node.id, diff, text="Automatic anatomy"))
+            self.scene.execute(Group(steps, text="Automatic anatomy"))
+            self._show_canal_status()
+            if not finding.usable:
+                self._ask_about_canal(finding)
 
         run_task(self, task, done, "Finding bone, canal and body")
+
+    # -- the spinal canal's status ---------------------------------------------------------
+    def canal_finding(self):
+        """The canal's status as planning sees it: the label map's (the user's word or
+        the anatomy finder's) before the automatic canal found on loading."""
+        from guideplan.core.status import Finding
+
+        node = self._labelmap(create=False)
+        saved = (node.findings or {}).get(CANAL_LABEL) if node is not None else None
+        if saved is not None:
+            try:
+                return Finding.from_json(saved)
+            except (KeyError, TypeError, ValueError):
+                return Finding.uncertain("its saved status could not be read")
+        return None if self.path_ctx is None else self.path_ctx.canal_status()
+
+    def _show_canal_status(self) -> None:
+        finding = self.canal_finding()
+        self.segment_panel.show_canal_status(finding)
+        if self.path_ctx is not None and finding is not None and finding.source == "user":
+            self.path_ctx.canal_finding = finding  # the user's word reaches the checks
+        self._refresh_trajectories()
+        self.schedule_zones()
+
+    def _ask_about_canal(self, finding) -> None:
+        """Show the canal highlighted and say what to do: uncertain is not safe."""
+        canal_id = self.label_table.id_of(CANAL_LABEL)
+        self.segment_panel.set_label_visible(canal_id, True)
+        self.segment_panel.select_label(canal_id)
+        self.show_panel("Segment")
+        self.statusBar().showMessage(
+            f"Spinal canal {str(finding.status).replace('_', ' ')}: {finding.reason}. "
+            "Check it (highlighted), then Confirm, or Draw it.",
+            0,
+        )
+
+    def _canal_command(self, name: str) -> None:
+        """Confirm the canal label, draw it, or mark that there is none near the plan."""
+        from guideplan.core.status import Finding, Status
+
+        canal_id = self.label_table.id_of(CANAL_LABEL)
+        if name == "canal_draw":
+            self.segment_panel.set_label_visible(canal_id, True)
+            self.segment_panel.select_label(canal_id)
+            self.set_tool("brush")
+            self.statusBar().showMessage(
+                "Brush the spinal canal on a few axial slices, Fill between slices, then Confirm.",
+                0,
+            )
+            return
+        node = self._labelmap()
+        if node is None:
+            return
+        if name == "canal_confirm":
+            if not np.any(node.array == canal_id):
+                self._warn(
+                    SegmentationError(
+                        "There is no spinal canal label to confirm.",
+                        hint="Run Auto anatomy or draw the canal first (Draw…).",
+                    )
+                )
+                return
+            finding, text = Finding.given("user", "confirmed by the user"), "Confirm canal"
+        else:
+            finding = Finding(
+                Status.NOT_FOUND, "the user marked that no canal is near this plan", 1.0, "user"
+            )
+            text = "No canal near the plan"
+        findings = {**(node.findings or {}), CANAL_LABEL: finding.to_json()}
+        self.scene.execute(SetField(node.id, "findings", findings, text=text))
+        self._show_canal_status()
+        self.statusBar().showMessage(f"{text}: the checks now use it.", 6000)
 
     # -- display ---------------------------------------------------------------------------
     def _label_colours(self, node: LabelMapNode | None) -> dict[int, tuple]:
@@ -492,9 +584,11 @@ class SegmentationActions(SegmentIOActions):
         canal_id = table.id_of("spinal canal")
         colours = self._label_colours(node)
 
+        findings = label_findings(self.scene)
+
         def task(progress, cancel):
             present = {i: name for i, name in critical.items() if np.any(labels == i)}
-            fields = fields_from_labels(labels, present, ct) if present else None
+            fields = fields_from_labels(labels, present, ct, findings=findings) if present else None
             lesion = labels == lesion_id
             metrics = None
             if lesion.any():
@@ -510,8 +604,15 @@ class SegmentationActions(SegmentIOActions):
             fields, lesion, metrics, surfaces = result
             if self.path_ctx is not None and self.path_ctx.volume is ct:
                 if fields is not None:
-                    self.path_ctx.structures = fields
+                    # automatic structures not segmented (the canal) keep standing in
+                    auto = [f for f in self.path_ctx.structures if f.finding.source == "automatic"]
+                    have_canal = any(f.is_canal for f in fields)
+                    names = {f.name for f in fields}
+                    self.path_ctx.structures = fields + [
+                        f for f in auto if f.name not in names and not (f.is_canal and have_canal)
+                    ]
                 self.path_ctx.lesion = lesion
+            self.segment_panel.show_canal_status(self.canal_finding())
             self.segment_panel.show_metrics(metrics)
             renderer = self.view3d.view3d.renderer
             for actor in self._surface_actors:

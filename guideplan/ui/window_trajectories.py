@@ -121,15 +121,16 @@ class TrajectoryActions:
         self.path_ctx = PathContext(volume)
 
         def task(progress, cancel):
-            from guideplan.planning.structures import auto_structures
+            from guideplan.planning.structures import auto_structures_with_status
 
-            return auto_structures(volume)
+            return auto_structures_with_status(volume)
 
-        def done(structures) -> None:
+        def done(result) -> None:
+            structures, canal = result
             if self.path_ctx is not None and self.path_ctx.volume is volume:
                 self.path_ctx.structures = structures
-                self._refresh_trajectories()
-                self.schedule_zones()  # the zones' checks use them too
+                self.path_ctx.canal_finding = canal
+                self._show_canal_status()  # the panel, then the needles' and zones' checks
 
         run_task(self, task, done, "Finding structures", show_progress=False)
 

@@ -251,6 +251,8 @@ class TreatmentActions:
             tuple(sorted(str(v) for v in (scene.info or {}).values()))
             if isinstance(scene.info, dict)
             else (),
+            tuple(str(n.findings) for n in scene.nodes_of(LabelMapNode)),
+            None if path_ctx is None else str(path_ctx.canal_finding),
         )
         tips = np.array([n.target for n in scene.nodes_of(TrajectoryNode)], dtype=float)
         cached = getattr(self, "_zone_ctx", None)
@@ -260,6 +262,8 @@ class TreatmentActions:
         if ctx.canal_field() is None:
             have = {f.name for f in ctx.structures}
             ctx.structures += [f for f in auto if f.name not in have]
+        if path_ctx is not None and path_ctx.volume is volume:
+            ctx.canal_finding = path_ctx.canal_finding  # not found, or the user's word
         built = tips if len(tips) else np.zeros((1, 3))
         bounds = (
             built.min(axis=0) - self.CONTEXT_SLACK_MM,

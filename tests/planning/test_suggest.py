@@ -238,3 +238,55 @@ def test_a_vertebral_body_is_reached_from_behind():
     phantom, _ = _phantom()
     free = suggest_entries(PathContext(phantom, []), (0.0, 0.0, 0.0), trocar, position="supine")
     assert free.ranked and all(c.entry[1] < 0 for c in free.ranked)
+
+
+def test_air_under_the_back_is_outside_and_gas_under_the_skin_is_inside():
+    """The patient lies on a couch with a 1 mm air gap under the back (open to the
+    sides): the skin there is reachable, the gap is not gas in the patient. A gas bubble
+    3 mm under the skin stays inside: rays through it cross gas."""
+    vol, _ = _phantom()
+    k, j, i = np.indices(vol.array.shape)
+    x, y = i - 90.0, j - 90.0
+    vol.array[(y >= 82) & (y <= 86)] = 200  # couch, a 1 mm gap below the back (y = 80)
+    bubble_centre = np.array([-73.0, 0.0, 0.0]) @ _rot(-60)  # posterolateral, 7 mm deep
+    bubble = (x - bubble_centre[0]) ** 2 + (y - bubble_centre[1]) ** 2 + (k - 45.0) ** 2 <= 16
+    vol.array[bubble] = -1000
+    ctx = PathContext(vol, [])
+    result = suggest_entries(
+        ctx, (0.0, 0.0, 0.0), load_catalog().get("needle-18g-150"), position="prone"
+    )
+    straight = min(result.candidates, key=lambda c: np.linalg.norm(c.direction - [0, 1, 0]))
+    assert straight.valid, straight.reason
+    assert straight.entry[1] == pytest.approx(80.0, abs=1.5)
+    toward = bubble_centre / np.linalg.norm(bubble_centre)
+    through = [c for c in result.candidates if c.direction @ toward > 0.9995]
+    assert through and all(c.reason == "crosses gas (bowel/lung)" for c in through)
+    for cand in result.ranked:  # no entry inside the bubble
+        assert np.linalg.norm(cand.entry - bubble_centre) > 4.0
+
+
+def _rot(deg: float) -> np.ndarray:
+    """Rotation about z (LPS), row-vector convention."""
+    a = np.radians(deg)
+    return np.array([[np.cos(a), np.sin(a), 0.0], [-np.sin(a), np.cos(a), 0.0], [0, 0, 1]])
+
+
+def test_thoracic_vertebral_routes_are_named_costotransverse_not_parapedicular():
+    """The T10 sample: the spine lies between the lungs, so a path beside the pedicle
+    is the costotransverse route; a given lumbar level overrides that reading."""
+    folder = SAMPLES / "case03_t10_blastic"
+    vol = load_series(folder / "ct")
+    canal = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "truth" / "canal.nrrd"))) > 0
+    ctx = PathContext(vol, [StructureField.from_mask("spinal canal", canal, vol, 10.0)])
+    target = np.array(
+        json.loads((folder / "truth" / "truth.json").read_text())["lesion"]["center_lps"]
+    )
+    trocar = load_catalog().get("trocar-11g-125")
+    result = suggest_entries(ctx, target, trocar, position="prone")
+    assert result.anatomy.vertebral and result.anatomy.thoracic
+    approaches = {c.approach for c in result.ranked}
+    assert "costotransverse" in approaches and "parapedicular" not in approaches
+    assert result.ranked[0].approach in ("transpedicular", "costotransverse")
+    as_lumbar = suggest_entries(ctx, target, trocar, position="prone", level="L2")
+    assert not as_lumbar.anatomy.thoracic
+    assert "costotransverse" not in {c.approach for c in as_lumbar.ranked}

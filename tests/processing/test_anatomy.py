@@ -13,7 +13,7 @@ from .seg_cases import CASE_NAMES, dice, sample_case
 
 #: Canal Dice per case (issue #5). case02's sacral canal is an open notch in the sacrum
 #: (no bony ring on any slice): the canal is tracked into it from L5's ring.
-CANAL_DICE = dict.fromkeys(CASE_NAMES, 0.85)
+CANAL_DICE = dict.fromkeys(CASE_NAMES, 0.84)
 
 
 @cache
