@@ -31,6 +31,7 @@ POINT_OPTIONS = (
     "--mask-lps",
     "--range",
     "--extra-path",
+    "--thermocouple",
 )
 
 PLAN_TREATMENT_HELP = """\
@@ -65,8 +66,22 @@ treatment zones (--zone-device, --cement-ml, --ethanol-ml, --case):
     warnings: [{code, severity, message, values}] with codes SKIN_BURN_RISK,
              CORD_THERMAL_RISK, NERVE_THERMAL_RISK, ORGAN_BURN_RISK,
              INCOMPLETE_COVERAGE, MARGIN_BELOW_SETTING, CEMENT_LEAK_RISK,
-             FRACTURE_RISK_CONSOLIDATE, CRYO_SPACING_TOO_WIDE,
+             FRACTURE_RISK_CONSOLIDATE, SPINE_UNSTABLE, IMPENDING_FRACTURE_FIXATION,
+             CRYO_SPACING_TOO_WIDE, CRYO_SPACING_ABOVE_SOURCE, THERMOCOUPLE_LIMIT,
+             DISSECTION_INSUFFICIENT, PROTECTED_BY_DISSECTION,
              ZONE_CHART_EXTRAPOLATED, ZONE_CLIPPED_AT_CORTEX, ETHANOL_OVERFLOW
+    fracture_risk: {score {system (SINS | Mirels), total (None while a component is
+             not known), min, max, complete, category, components [{name, points,
+             value, origin (image | level | bone | user | unknown), detail,
+             max_points}], source}, consolidation {fill_pct, target_pct, measure
+             (vertebral body | lesion), in_same_bone, enough}}
+    protection: {estimate, dissections [{structure, agent, tip_lps, displacement_mm,
+             thickness_mm, applies, distances [{zone, measured_mm, with_dissection_mm,
+             threshold_mm, tip_to_structure_mm}]}], thermocouples [{name, point_lps,
+             readings [{zone, edge_distance_mm, estimated_c, stands_for, warn_c,
+             reached}]}]} (with --dissection / --thermocouple)
+    device_references: [{device, name, approximate, source, references [{ref, pmid,
+             doi, url, locator, supports, limits}]}] (where the zones' figures come from)
     worst_severity
   --case CASE: {case, trajectories [{id, name, device_id, path: <the keys above>}],
              zones [{node_id, name, trajectory_id, model, parameters, zone | cement |
@@ -244,6 +259,13 @@ def _parser() -> argparse.ArgumentParser:
         "another probe of the zone device); repeatable",
     )
     z.add_argument(
+        "--cover-lesion",
+        action="store_true",
+        help="plan overlapping zones of --zone-device (RF, bipolar RF, microwave) along "
+        "the entry -> target direction until the lesion + margin is covered (repositioned "
+        "probe / parallel probes); needs the lesion",
+    )
+    z.add_argument(
         "--level",
         type=ca.LEVEL,
         help="vertebral level of the lesion (e.g. L2): cord above the "
@@ -253,6 +275,40 @@ def _parser() -> argparse.ArgumentParser:
         "--case",
         metavar="CASE",
         help="a saved guideplan case: every trajectory and zone of it is evaluated",
+    )
+    f = p.add_argument_group("fracture risk (SINS for the spine, Mirels for long bones)")
+    f.add_argument(
+        "--bone",
+        metavar="NAME",
+        help="the lesion's host bone, e.g. 'femur', 'proximal femur peritrochanteric', "
+        "'humerus', 'acetabulum', 'L2 vertebral body' (default: from the case)",
+    )
+    f.add_argument(
+        "--pain",
+        choices=["mechanical", "occasional", "none", "mild", "moderate", "functional"],
+        help="pain as the patient reports it (SINS: mechanical/occasional/none; Mirels: "
+        "mild/moderate/functional); not entered: the score is a range",
+    )
+    f.add_argument(
+        "--alignment",
+        choices=["subluxation", "deformity", "normal"],
+        help="spinal alignment (SINS: subluxation/translation, de novo deformity, normal)",
+    )
+    t = p.add_argument_group("thermal protection (estimates)")
+    t.add_argument(
+        "--dissection",
+        action="append",
+        default=[],
+        metavar="STRUCTURE:X,Y,Z:MM[:hydro|co2]",
+        help="a hydro- or CO2 dissection at the LPS point, displacing STRUCTURE by MM (repeatable)",
+    )
+    t.add_argument(
+        "--thermocouple",
+        action="append",
+        default=[],
+        metavar="X,Y,Z[:WARN_C]",
+        help="a thermocouple at the LPS point, with its warning temperature (default "
+        "45 °C for heat, 10 °C for cold); repeatable",
     )
     p.set_defaults(func=_cmd_plan)
 
@@ -654,7 +710,7 @@ def _plan_treatment(args, inputs, path_ctx, lesion_only, entry, target) -> dict:
         masks,
         roi_lps=tips,
         level=args.level or level,
-        host=host,
+        host=args.bone or host,
         margin_mm=args.margin_mm,
     )
     if named is None:  # automatic structures (the canal) plus the skin found from the CT
@@ -667,6 +723,21 @@ def _plan_treatment(args, inputs, path_ctx, lesion_only, entry, target) -> dict:
     if zone_id is not None:
         device = catalog.get(zone_id)
         groups = [needles] if device.kind == "cryoprobe" else [[n] for n in needles]
+        cover = None
+        if args.cover_lesion:
+            from guideplan.planning.overlap import plan_overlapping_zones
+
+            cover = plan_overlapping_zones(
+                ctx,
+                device,
+                entry,
+                target,
+                power_w=args.power_w,
+                time_s=args.time_s,
+                clip_cortex=args.clip_cortex,
+            )
+            zones.extend(cover.zones)
+            groups = []
         for group in groups:
             zones.append(
                 ablation_zone(
@@ -694,10 +765,54 @@ def _plan_treatment(args, inputs, path_ctx, lesion_only, entry, target) -> dict:
             entries_lps=np.array([e for e, _ in needles]),
             device_id=trocar,
         )
-    evaluation = evaluate_plan(ctx, zones, cement)
+    from guideplan.planning.fracture_risk import FractureInputs
+
+    inputs = FractureInputs(pain=args.pain, alignment=args.alignment)
+    dissections, thermocouples = _protection_args(args)
+    evaluation = evaluate_plan(
+        ctx, zones, cement, inputs, dissections=dissections, thermocouples=thermocouples
+    )
     out = evaluation.to_json()
+    if zone_id is not None and cover is not None:
+        out["overlap"] = cover.to_json()
+    used = [z.device_id for z in zones] + ([cement.zone.device_id] if cement is not None else [])
+    out["device_references"] = _references(catalog, used)
     out["structures_source"] = source
     return out
+
+
+def _protection_args(args: argparse.Namespace):
+    """--dissection / --thermocouple as protection elements."""
+    from guideplan.planning.protection import Dissection, Thermocouple
+
+    dissections = []
+    for text in args.dissection:
+        parts = text.split(":")
+        if len(parts) not in (3, 4) or (len(parts) == 4 and parts[3] not in ("hydro", "co2")):
+            raise GuideplanError(
+                f"{text!r} is not a dissection.",
+                hint="Give --dissection STRUCTURE:X,Y,Z:MM[:hydro|co2], e.g. "
+                "--dissection skin:-40,80,0:8:co2.",
+            )
+        mm = _parse_numbers(parts[2], 1, "8")[0]
+        agent = parts[3] if len(parts) == 4 else "hydro"
+        point = tuple(float(v) for v in _parse_point(parts[1]))
+        dissections.append(Dissection(parts[0], point, agent, displacement_mm=mm))
+    thermocouples = []
+    for text in args.thermocouple:
+        point, _, warn = text.partition(":")
+        limit = _parse_numbers(warn, 1, "45")[0] if warn else None
+        xyz = tuple(float(v) for v in _parse_point(point))
+        thermocouples.append(Thermocouple(xyz, warn_c=limit))
+    return dissections, thermocouples
+
+
+def _references(catalog, device_ids) -> list[dict]:
+    """Where the figures of the devices used come from (for reports)."""
+    from guideplan.planning.devices import device_references
+
+    seen = dict.fromkeys(d for d in device_ids if d and d in catalog)
+    return [device_references(catalog.get(d)) for d in seen]
 
 
 def _parse_path(text: str):
@@ -750,9 +865,29 @@ def _print_treatment(doc: dict) -> None:
                 f"(strength {fill['strength_target_pct']:g} %)"
             )
         )
+    _print_fracture(doc.get("fracture_risk"))
     for w in doc["warnings"]:
         print(f"  [{w['severity']}] {w['code']}: {w['message']}")
     print(f"  {doc['estimate_statement']}")
+
+
+def _print_fracture(fracture: dict | None) -> None:
+    score = (fracture or {}).get("score")
+    if not score:
+        return
+    total = score["total"] if score["complete"] else f"{score['min']}-{score['max']}"
+    print(f"  {score['system']} {total}: {score['category']}")
+    for c in score["components"]:
+        points = "?" if c["points"] is None else c["points"]
+        print(
+            f"    {c['name']}: {points} ({c['value'] or 'not known'}; {c['origin']}) {c['detail']}"
+        )
+    cons = fracture.get("consolidation")
+    if cons and cons["fill_pct"] is not None:
+        print(
+            f"    cement fill {cons['fill_pct']:.1f} % of the {cons['measure']} "
+            f"(target {cons['target_pct']:g} %)"
+        )
 
 
 def _plan_case(args: argparse.Namespace) -> int:

@@ -214,6 +214,35 @@ class ZoneNode(Node):
 
 
 @dataclass
+class ProtectionNode(Node):
+    """Thermal protection (guideplan.planning.protection): a hydro- or CO2 dissection
+    placed with its own needle (``entry`` -> ``tip``) that displaces ``structure`` by
+    ``displacement_mm`` or lays an insulating layer ``thickness_mm`` thick; or a
+    thermocouple at ``tip`` with its warning temperature ``warn_c``."""
+
+    kind: ClassVar[str] = "protection"
+    json_fields: ClassVar[tuple[str, ...]] = (
+        "element",
+        "structure",
+        "agent",
+        "entry",
+        "tip",
+        "displacement_mm",
+        "thickness_mm",
+        "warn_c",
+    )
+
+    element: str = "dissection"  # dissection | thermocouple
+    structure: str = ""
+    agent: str = "hydro"  # hydro | co2
+    entry: Point | None = None
+    tip: Point = (0.0, 0.0, 0.0)
+    displacement_mm: float = 0.0
+    thickness_mm: float = 0.0
+    warn_c: float | None = None
+
+
+@dataclass
 class TransformNode(Node):
     """A 4x4 affine mapping fixed (planning CT) LPS points to moving LPS points."""
 
@@ -240,6 +269,7 @@ NODE_TYPES: dict[str, type[Node]] = {
         MeasurementNode,
         TrajectoryNode,
         ZoneNode,
+        ProtectionNode,
         TransformNode,
     )
 }

@@ -238,8 +238,38 @@ def evaluate_scene(
     ablation = [o.zone for o in outcomes if o.zone is not None and o.cement is None]
     cements = [o.cement for o in outcomes if o.cement is not None]
     cement = cements[0] if len(cements) == 1 else _merge_cement(cements)
-    evaluation = evaluate_plan(ctx, ablation, cement) if (ablation or cement) else None
+    dissections, thermocouples = protection_elements(scene)
+    evaluation = (
+        evaluate_plan(ctx, ablation, cement, dissections=dissections, thermocouples=thermocouples)
+        if (ablation or cement)
+        else None
+    )
     return ScenePlan(outcomes, evaluation)
+
+
+def protection_elements(scene: Scene):
+    """The plan's dissections and thermocouples (ProtectionNode) as evaluation inputs."""
+    from guideplan.model.nodes import ProtectionNode
+    from guideplan.planning.protection import Dissection, Thermocouple
+
+    dissections, thermocouples = [], []
+    for node in scene.nodes_of(ProtectionNode):
+        tip = tuple(float(v) for v in node.tip)
+        if node.element == "thermocouple":
+            thermocouples.append(Thermocouple(tip, node.name, node.warn_c))
+        else:
+            entry = None if node.entry is None else tuple(float(v) for v in node.entry)
+            dissections.append(
+                Dissection(
+                    node.structure,
+                    tip,
+                    node.agent,
+                    displacement_mm=float(node.displacement_mm),
+                    thickness_mm=float(node.thickness_mm),
+                    entry_lps=entry,
+                )
+            )
+    return dissections, thermocouples
 
 
 def _merge_cement(results: list[CementResult]) -> CementResult | None:

@@ -30,7 +30,7 @@ class CatalogError(GuideplanError):
 @dataclass(frozen=True)
 class Device:
     id: str
-    kind: str  # needle, cement_trocar, rf_probe, mw_antenna, cryoprobe, ethanol_needle ...
+    kind: str  # needle, cement_trocar, rf_probe, rf_bipolar, mw_antenna, cryoprobe, ethanol_needle
     name: str
     outer_diameter_mm: float
     length_mm: float
@@ -105,6 +105,19 @@ class Catalog:
         return next((d for d in needles if d.gauge == 18), needles[0])
 
 
+def device_references(device: Device) -> dict[str, Any]:
+    """What a report prints about where a device's figures come from: the summary, each
+    reference (citation, PMID/DOI/URL, where in it, what it gives, its limits) and
+    whether the chart is approximate."""
+    return {
+        "device": device.id,
+        "name": device.name,
+        "approximate": device.approximate,
+        "source": device.source,
+        "references": list(device.data.get("sources") or []),
+    }
+
+
 def user_catalog_path() -> Path:
     return user_resources_dir().parent / "devices.json"
 
@@ -172,11 +185,12 @@ DEVICE_KINDS = (
     "needle",
     "cement_trocar",
     "rf_probe",
+    "rf_bipolar",
     "mw_antenna",
     "cryoprobe",
     "ethanol_needle",
 )
-ZONE_CHART_KINDS = ("rf_probe", "mw_antenna", "cryoprobe", "ethanol_needle")
+ZONE_CHART_KINDS = ("rf_probe", "rf_bipolar", "mw_antenna", "cryoprobe", "ethanol_needle")
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
@@ -336,7 +350,7 @@ def validate_device(raw: dict[str, Any], origin: str = "the catalog") -> Device:
     if raw["kind"] in ZONE_CHART_KINDS:
         _check_chart(raw.get("zone"), raw["kind"], where)
     device = Device.from_dict(raw, origin)
-    if device.kind in ("rf_probe", "mw_antenna", "cryoprobe"):
+    if device.kind in ("rf_probe", "rf_bipolar", "mw_antenna", "cryoprobe"):
         from guideplan.planning.zones import ZoneError, zone_dimensions  # zones imports us
 
         try:

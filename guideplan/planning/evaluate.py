@@ -15,8 +15,9 @@ Warnings (:class:`PlanWarning`, stable codes), each with the numbers behind it:
 ``SKIN_BURN_RISK``, ``CORD_THERMAL_RISK``, ``NERVE_THERMAL_RISK``, ``ORGAN_BURN_RISK``
 (which one a structure raises: ``treatment.json`` "structure_risks"; a canal below the
 conus holds the cauda equina and raises the nerve warning), ``INCOMPLETE_COVERAGE``,
-``MARGIN_BELOW_SETTING``, ``CEMENT_LEAK_RISK``, ``FRACTURE_RISK_CONSOLIDATE`` (ablation of
-a weight-bearing bone or a lytic vertebral body without cement), and the zones' own
+``MARGIN_BELOW_SETTING``, ``CEMENT_LEAK_RISK``, ``FRACTURE_RISK_CONSOLIDATE``,
+``SPINE_UNSTABLE``, ``IMPENDING_FRACTURE_FIXATION`` (SINS / Mirels and the cement against
+its fill target: :mod:`guideplan.planning.fracture_risk`), and the zones' own
 (``CRYO_SPACING_TOO_WIDE``, ``ZONE_CHART_EXTRAPOLATED``, ``ZONE_CLIPPED_AT_CORTEX``,
 ``ETHANOL_OVERFLOW``). Every output carries the statement that predicted zones are
 estimates.
@@ -29,10 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from guideplan.planning import grid
+from guideplan.planning import fracture_risk, grid
 from guideplan.planning.cement import CementResult
 from guideplan.planning.context import TreatmentContext, settings_values
+from guideplan.planning.fracture_risk import FractureInputs
 from guideplan.planning.path_analysis import SEVERITY_ORDER, PlanWarning, canal_unknown_warning
+from guideplan.planning.protection import Dissection, Thermocouple, evaluate_protection
 from guideplan.planning.structures import StructureField, is_canal_name
 from guideplan.planning.zones import Zone, estimate_statement
 
@@ -109,6 +112,11 @@ class Evaluation:
     settings: dict[str, Any]
     lesion: dict[str, Any] | None
     structures_status: dict[str, Any] = field(default_factory=dict)
+    #: The fracture score (SINS / Mirels, each component with its origin) and the
+    #: cement's consolidation against its target (guideplan.planning.fracture_risk).
+    fracture: dict[str, Any] | None = None
+    #: Dissections and thermocouples with their figures (guideplan.planning.protection).
+    protection: dict[str, Any] | None = None
 
     @property
     def worst_severity(self) -> str:
@@ -136,6 +144,8 @@ class Evaluation:
                 **({} if self.cement_result is None else {"fill": self.cement_result.to_json()}),
             },
             "combined": None if self.combined is None else self.combined.to_json(),
+            "fracture_risk": self.fracture,
+            "protection": self.protection,
             "warnings": [w.to_json() for w in self.warnings],
             "worst_severity": self.worst_severity,
             "structures_status": self.structures_status,
@@ -305,8 +315,12 @@ def evaluate_plan(
     ctx: TreatmentContext,
     ablation: list[Zone] | tuple[Zone, ...] = (),
     cement: CementResult | None = None,
+    fracture_inputs: FractureInputs | None = None,
+    dissections: list[Dissection] | tuple = (),
+    thermocouples: list[Thermocouple] | tuple = (),
 ) -> Evaluation:
-    """Figures and warnings of the ablation zones, the cement, and both together."""
+    """Figures and warnings of the ablation zones, the cement, and both together;
+    ``fracture_inputs``: what the user enters for the fracture score (pain, alignment)."""
     ablation = [z for z in ablation]
     per_zone = [(z, zone_figures(ctx, z, label=z.model)) for z in ablation]
     abl_union = union_zone(ablation, "ablation")
@@ -326,9 +340,22 @@ def evaluate_plan(
         both = union_zone([abl_union, cement.zone], "ablation+cement")
         if both is not None:
             combined = zone_figures(ctx, both, "ablation+cement", distances=False)
-    warnings = _warnings(ctx, per_zone, abl_fig, cement)
+    warnings = _merge_structure_warnings(_warnings(ctx, per_zone, abl_fig, cement))
+    score = fracture_risk.assess(ctx, fracture_inputs)
+    fracture, consolidation = fracture_risk.fracture_warnings(ctx, ablation, cement, score)
+    protection = None
+    if dissections or thermocouples:
+        protection, warnings = evaluate_protection(
+            ctx, per_zone, warnings, list(dissections), list(thermocouples)
+        )
+    warnings = sorted(warnings + fracture, key=lambda w: -SEVERITY_ORDER[w.severity])
     facts = ctx.lesion_facts()
     return Evaluation(
+        protection=protection,
+        fracture={
+            "score": None if score is None else score.to_json(),
+            "consolidation": None if consolidation is None else consolidation.to_json(),
+        },
         zones=per_zone,
         ablation=abl_fig,
         cement=cem_fig,
@@ -479,9 +506,6 @@ def _warnings(
         unknown = canal_unknown_warning(ctx.canal_status())
         if unknown is not None:
             out.append(unknown)
-    fracture = _fracture_risk(ctx, per_zone, cement)
-    if fracture is not None:
-        out.append(fracture)
     return sorted(out, key=lambda w: -SEVERITY_ORDER[w.severity])
 
 
@@ -523,29 +547,25 @@ def _skin_protection(ctx: TreatmentContext, cryo: list[Zone]) -> list[PlanWarnin
     ]
 
 
-def _fracture_risk(
-    ctx: TreatmentContext, per_zone: list[tuple[Zone, ZoneFigures]], cement: CementResult | None
-) -> PlanWarning | None:
-    ablated = [z for z, _ in per_zone if z.kind in ABLATION_KINDS and z.mask.any()]
-    if not ablated or cement is not None:
-        return None
-    facts = ctx.lesion_facts()
-    cfg = settings_values("evaluation", ctx.settings)
-    host = (ctx.host or "").lower()
-    weight_bearing = any(word in host for word in cfg["weight_bearing_words"])
-    vertebral_lytic = facts is not None and facts.vertebral and facts.kind in ("lytic", "mixed")
-    if not (weight_bearing or vertebral_lytic):
-        return None
-    why = "a lytic vertebral body" if vertebral_lytic else f"a weight-bearing bone ({ctx.host})"
-    return PlanWarning(
-        "FRACTURE_RISK_CONSOLIDATE",
-        "warning",
-        f"Ablation of {why} without cement: the ablated bone may fracture; consider "
-        "cementoplasty (consolidation) in the same session.",
-        {
-            "lesion_type": None if facts is None else facts.kind,
-            "vertebral": None if facts is None else facts.vertebral,
-            "host": ctx.host,
-            "weight_bearing": weight_bearing,
-        },
-    )
+def _merge_structure_warnings(warnings: list[PlanWarning]) -> list[PlanWarning]:
+    """One warning per structure and code when several zones (overlapping zones of one
+    lesion) come too close: the closest zone's, saying how many zones do."""
+    groups: dict[tuple[str, str], list[PlanWarning]] = {}
+    out: list[PlanWarning] = []
+    for w in warnings:
+        v = w.values
+        if "structure" in v and "zone" in v and "distance_mm" in v:
+            groups.setdefault((w.code, str(v["structure"])), []).append(w)
+        else:
+            out.append(w)
+    for items in groups.values():
+        worst = min(items, key=lambda w: float(w.values["distance_mm"]))
+        if len(items) > 1:
+            worst = PlanWarning(
+                worst.code,
+                max((w.severity for w in items), key=SEVERITY_ORDER.__getitem__),
+                f"{worst.message} (the closest of {len(items)} zones that come too close)",
+                {**worst.values, "zones": len(items)},
+            )
+        out.append(worst)
+    return out

@@ -10,9 +10,12 @@ Every zone is an *estimate* (the built-in device charts are approximate, see
 
 Models (``Zone.model``, also the ``ZoneNode.model`` of a saved plan):
 
-``rf-ellipsoid`` / ``mw-ellipsoid``
-    The device chart gives length x width and the centre's offset from the tip for the
-    chosen time (RF) or power x time (microwave), interpolated between chart rows
+``rf-ellipsoid`` / ``rf-bipolar`` / ``mw-ellipsoid``
+    Bipolar bone RF (two electrodes at the tip): the zone grows with time back along the
+    shaft and ends at the tip; no built-in chart (none citable), the user enters it from
+    the instructions for use. The device chart gives length x width and the centre's
+    offset from the tip for the chosen time (RF) or power x time (microwave), interpolated
+    between chart rows
     (:func:`zone_dimensions`). Optionally clipped where heat would have to cross thick
     cortical bone (:func:`clip_at_cortex`, an estimate).
 ``cryo-isotherms``
@@ -58,6 +61,7 @@ if TYPE_CHECKING:
 #: Device kinds with a zone model, and the model each gives.
 ZONE_MODELS = {
     "rf_probe": "rf-ellipsoid",
+    "rf_bipolar": "rf-bipolar",
     "mw_antenna": "mw-ellipsoid",
     "cryoprobe": "cryo-isotherms",
     "ethanol_needle": "ethanol-fill",
@@ -312,6 +316,16 @@ def _read_chart(device: Device, power_w: float | None, time_s: float | None) -> 
         length, width = isotherms[outer]
     else:
         length, width = values["length_mm"], values["width_mm"]
+    offset = float(values.get("center_offset_mm", 0.0))
+    if device.kind == "rf_bipolar":
+        # two electrodes at the tip: the zone grows back along the shaft from the tip
+        # (its far edge at the tip unless the chart says how far beyond it)
+        offset = length / 2.0 - float(values.get("far_edge_beyond_tip_mm", 0.0))
+    elif isotherms and "far_edge_beyond_tip_mm" in values:
+        # ProstateCryoAblation places the 0 °C iceball with its centre at tip + (far - Rz)
+        # along the needle: its far edge lies ``far`` mm beyond the tip (the centre is
+        # Rz - far back from the tip); the colder shells share that centre.
+        offset = length / 2.0 - float(values["far_edge_beyond_tip_mm"])
     notes = []
     if extrapolated:
         notes.append(
@@ -321,7 +335,7 @@ def _read_chart(device: Device, power_w: float | None, time_s: float | None) -> 
     return ZoneDimensions(
         length_mm=float(length),
         width_mm=float(width),
-        center_offset_mm=float(values.get("center_offset_mm", 0.0)),
+        center_offset_mm=offset,
         power_w=power,
         time_s=time,
         extrapolated=extrapolated,
@@ -527,7 +541,7 @@ def thermal_zone(
     clip_cortex: bool = False,
 ) -> Zone:
     """The RF or microwave zone of a probe whose tip is at ``tip``."""
-    if device.kind not in ("rf_probe", "mw_antenna"):
+    if device.kind not in ("rf_probe", "rf_bipolar", "mw_antenna"):
         raise ZoneError(
             f"{device.name} is not an RF probe or microwave antenna.",
             hint="Use cryo_zone / ethanol_zone for other devices.",
@@ -691,6 +705,7 @@ def cryo_zone(
     tail = _tail_mm(dims, float(cfg["body_temperature_c"]))
     boxes = [p[outer].box_on(volume, pad_mm=tail + 1.0) for p in per_probe]
     box = grid.union_box(boxes)
+    lethal_name = f"{lethal:g}"
     shells: dict[str, np.ndarray] = {}
     exact_names = set()
     if len(needles) == 1 and lethal in temps:
@@ -703,9 +718,10 @@ def cryo_zone(
         for name in names:
             shells[name] = field_c <= float(name)
         lethal_mask = field_c <= lethal
-    lethal_name = f"{lethal:g}"
     params = {"freeze_s": dims.time_s, "probes": len(needles), "lethal_isotherm_c": lethal}
-    warnings = _chart_warning(device, dims) + _spacing_warnings(device, chart, per_probe, names[-1])
+    warnings = _chart_warning(device, dims) + _spacing_warnings(
+        device, chart, per_probe, volume, box, lethal_mask, lethal_name
+    )
 
     def sub(name: str, mask: np.ndarray) -> Zone:
         single = len(needles) == 1 and name in exact_names
@@ -809,30 +825,93 @@ def _combined_temperature(
     return np.maximum(body - cooling, floor)
 
 
-def _spacing_warnings(device: Device, chart: dict[str, Any], per_probe, lethal_name: str):
+def _lethal_groups(
+    volume: Volume, box: Box, per_probe: list[dict[str, Ellipsoid]], lethal_mask: np.ndarray
+) -> list[int]:
+    """For each probe, the label of the connected piece of the lethal zone around it
+    (face-connected: corners touching do not join two zones); 0 when the probe has no
+    lethal ice of its own."""
+    from guideplan.processing import masks
+
+    labels = masks.components(lethal_mask, full=False) if lethal_mask.any() else None
+    out = []
+    for probe in per_probe:
+        coldest = probe[min(probe, key=float)]
+        near = coldest.mask_on(volume, box)
+        if labels is None or not near.any():
+            out.append(0)
+            continue
+        hit = labels[near]
+        hit = hit[hit > 0]
+        out.append(int(np.bincount(hit).argmax()) if len(hit) else 0)
+    return out
+
+
+def _spacing_warnings(
+    device: Device,
+    chart: dict[str, Any],
+    per_probe: list[dict[str, Ellipsoid]],
+    volume: Volume,
+    box: Box,
+    lethal_mask: np.ndarray,
+    lethal_name: str,
+) -> list[PlanWarning]:
+    """``CRYO_SPACING_TOO_WIDE`` exactly when the probes' lethal zones do not join into one
+    (each probe outside the largest joined group gets one); an ``info`` when they join but
+    probes stand farther apart than the source's spacing (the model's ice may be kinder
+    than the measured one)."""
     if len(per_probe) < 2:
         return []
-    max_spacing = chart.get("max_probe_spacing_mm")
-    if max_spacing is None:
-        return []
-    centres = np.array([p[lethal_name].center for p in per_probe])
+    groups = _lethal_groups(volume, box, per_probe, lethal_mask)
+    centres = np.array([p[min(p, key=float)].center for p in per_probe])
+    sizes = {g: groups.count(g) for g in set(groups) if g}
+    main = max(sizes, key=lambda g: (sizes[g], -groups.index(g))) if sizes else None
+    rule = chart.get("max_probe_spacing_mm")
+    recommended = chart.get("recommended_spacing_mm")
     out = []
-    for i, c in enumerate(centres):
-        others = np.delete(centres, i, axis=0)
-        nearest = float(np.min(np.linalg.norm(others - c, axis=1)))
-        if nearest > float(max_spacing):
+    for i, g in enumerate(groups):
+        if g and g == main:
+            continue
+        others = [j for j in range(len(groups)) if j != i and (groups[j] != g or not g)]
+        nearest = float(np.min(np.linalg.norm(centres[others] - centres[i], axis=1)))
+        out.append(
+            PlanWarning(
+                "CRYO_SPACING_TOO_WIDE",
+                "warning",
+                f"The lethal zone ({lethal_name} °C) of probe {i + 1} does not join the other "
+                f"probes' ({nearest:.1f} mm to the nearest probe outside its zone"
+                + (
+                    ""
+                    if rule is None
+                    else f"; {device.name}: lethal zones join up to {float(rule):g} mm apart"
+                )
+                + "): tissue between them may survive.",
+                {
+                    "probe": i + 1,
+                    "spacing_mm": round(nearest, 1),
+                    "max_spacing_mm": None if rule is None else float(rule),
+                    "recommended_spacing_mm": recommended,
+                    "lethal_isotherm_c": float(lethal_name),
+                },
+            )
+        )
+    source_max = chart.get("source_max_spacing_mm")
+    if not out and source_max is not None:
+        spacing = np.linalg.norm(centres[:, None] - centres[None], axis=2)
+        np.fill_diagonal(spacing, np.inf)
+        widest = float(spacing.min(axis=1).max())
+        if widest > float(source_max) + 0.05:  # (a probe placed at exactly 20 mm is not)
             out.append(
                 PlanWarning(
-                    "CRYO_SPACING_TOO_WIDE",
-                    "warning",
-                    f"Probe {i + 1} is {nearest:.1f} mm from its nearest neighbour, more than "
-                    f"the {float(max_spacing):g} mm rule of {device.name}: the lethal zones "
-                    "may not merge between the probes.",
+                    "CRYO_SPACING_ABOVE_SOURCE",
+                    "info",
+                    f"The modelled lethal zones join, but a probe is {widest:.1f} mm from its "
+                    f"nearest neighbour, more than the {float(source_max):g} mm beyond which "
+                    "the source measured a core warmer than -40 °C: place the probes closer.",
                     {
-                        "probe": i + 1,
-                        "spacing_mm": round(nearest, 1),
-                        "max_spacing_mm": float(max_spacing),
-                        "recommended_spacing_mm": chart.get("recommended_spacing_mm"),
+                        "spacing_mm": round(widest, 1),
+                        "source_max_spacing_mm": float(source_max),
+                        "recommended_spacing_mm": recommended,
                     },
                 )
             )

@@ -50,6 +50,7 @@ KIND_NAMES = {
     "needle": "Needle",
     "cement_trocar": "Cement trocar",
     "rf_probe": "Radiofrequency probe",
+    "rf_bipolar": "Bipolar bone RF probe (zone ends at the tip)",
     "mw_antenna": "Microwave antenna",
     "cryoprobe": "Cryoprobe",
     "ethanol_needle": "Ethanol needle",
@@ -61,13 +62,34 @@ COLUMN_TITLES = {
     "length_mm": "Length (mm)",
     "width_mm": "Width (mm)",
     "center_offset_mm": "Centre offset (mm)",
+    "far_edge_beyond_tip_mm": "0 °C edge past the tip (mm)",
 }
+EDGE = "far_edge_beyond_tip_mm"
+
+
+def sources_text(raw: dict[str, Any]) -> str:
+    """The entry's references as a reader looks them up: citation, PMID/DOI/URL, where
+    in the paper, what they support and their limits (tissue, in/ex vivo, device)."""
+    lines = []
+    for ref in raw.get("sources") or []:
+        if not isinstance(ref, dict):
+            continue
+        ids = ", ".join(
+            f"{k.upper()} {ref[k]}" if k != "url" else str(ref[k])
+            for k in ("pmid", "doi", "url")
+            if ref.get(k)
+        )
+        lines.append(f"• {ref.get('ref', '')} [{ids}]")
+        for key, label in (("locator", "where"), ("supports", "gives"), ("limits", "limits")):
+            if ref.get(key):
+                lines.append(f"   {label}: {ref[key]}")
+    return "\n".join(lines) if lines else "No reference given: enter where the figures come from."
 
 
 def chart_columns(kind: str, chart: dict[str, Any]) -> list[str]:
     """The table's columns for a kind: the chart's parameters, then the zone's size;
     cryo: one length and width per isotherm ('isotherms/-20/width_mm')."""
-    if kind not in ("rf_probe", "mw_antenna", "cryoprobe"):
+    if kind not in ("rf_probe", "rf_bipolar", "mw_antenna", "cryoprobe"):
         return []
     params = list(chart.get("parameters") or ["time_s"])
     if kind == "mw_antenna" and "power_w" not in params:
@@ -79,7 +101,12 @@ def chart_columns(kind: str, chart: dict[str, Any]) -> list[str]:
         if rows and isinstance(rows[0].get("isotherms"), dict):
             names = tuple(sorted(rows[0]["isotherms"], key=lambda n: -float(n)))
         shells = [f"isotherms/{n}/{d}" for n in names for d in ("length_mm", "width_mm")]
-        return [*params, "center_offset_mm", *shells]  # shell sizes in mm
+        # the 0 °C far edge beyond the tip (what iceball charts give), unless an older
+        # entry places the iceball by its centre
+        place = "center_offset_mm" if rows and "center_offset_mm" in rows[0] else EDGE
+        return [*params, place, *shells]  # shell sizes in mm
+    if kind == "rf_bipolar":  # the zone ends at the tip: no offset to enter
+        return [*params, "length_mm", "width_mm"]
     return [*params, "length_mm", "width_mm", "center_offset_mm"]
 
 
@@ -164,6 +191,10 @@ class CatalogDialog(QDialog):
         form.addRow("Length", self.length)
         form.addRow("", self.approximate)
         form.addRow("Source", self.source)
+        self.references = QLabel()
+        self.references.setWordWrap(True)
+        self.references.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        form.addRow("References", self.references)
         rbox.addLayout(form)
 
         self.chart_box = QWidget()
@@ -321,6 +352,7 @@ class CatalogDialog(QDialog):
         self.length.setValue(float(raw.get("length_mm") or 0.0))
         self.approximate.setChecked(bool(approx))
         self.source.setPlainText(str(raw.get("source", "")))
+        self.references.setText(sources_text(raw))
         chart = raw.get("zone") if isinstance(raw.get("zone"), dict) else {}
         index = self.interpolation.findData(chart.get("time_interpolation", "linear"))
         self.interpolation.setCurrentIndex(max(index, 0))
@@ -358,9 +390,9 @@ class CatalogDialog(QDialog):
                 self.table.setItem(r, c, QTableWidgetItem(text))
 
     def _show_chart_fields(self, kind: str) -> None:
-        chart = kind in ("rf_probe", "mw_antenna", "cryoprobe", "ethanol_needle")
+        chart = kind in ("rf_probe", "rf_bipolar", "mw_antenna", "cryoprobe", "ethanol_needle")
         self.chart_box.setVisible(chart)
-        table = kind in ("rf_probe", "mw_antenna", "cryoprobe")
+        table = kind in ("rf_probe", "rf_bipolar", "mw_antenna", "cryoprobe")
         self.table.setVisible(table)
         self.add_row_button.setVisible(table)
         self.remove_row_button.setVisible(table)
@@ -475,7 +507,7 @@ class CatalogDialog(QDialog):
             raw["gauge"] = self.gauge.value()
         else:
             raw.pop("gauge", None)
-        if kind in ("rf_probe", "mw_antenna", "cryoprobe", "ethanol_needle"):
+        if kind in ("rf_probe", "rf_bipolar", "mw_antenna", "cryoprobe", "ethanol_needle"):
             raw["zone"] = self._chart_from_form()
         return raw
 

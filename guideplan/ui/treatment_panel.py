@@ -32,7 +32,14 @@ from guideplan.planning.zones import estimate_statement
 from guideplan.render.zone_layer import CHANNELS_BY_NAME
 from guideplan.ui.trajectory_panel import SEVERITY_COLOURS
 
-ZONE_KINDS = ("rf_probe", "mw_antenna", "cryoprobe", "ethanol_needle", "cement_trocar")
+ZONE_KINDS = (
+    "rf_probe",
+    "rf_bipolar",
+    "mw_antenna",
+    "cryoprobe",
+    "ethanol_needle",
+    "cement_trocar",
+)
 VOLUME_STEP_ML = 0.1  # slider resolution (display, not a clinical figure)
 DEBOUNCE_MS = 250  # the slider's volume is applied when it rests this long
 
@@ -241,7 +248,7 @@ class TreatmentPanel(QWidget):
             name = device.name if device is not None else p.get("device_id", "?")
             approx = " — approximate chart" if device is not None and device.approximate else ""
             self.zone_title.setText(f"Zone: <b>{name}</b>{approx}")
-        thermal = kind in ("rf_probe", "mw_antenna", "cryoprobe")
+        thermal = kind in ("rf_probe", "rf_bipolar", "mw_antenna", "cryoprobe")
         self.power.setVisible(thermal and "power_w" in chart_params)
         self.time.setVisible(thermal)
         word = "Freeze" if kind == "cryoprobe" else "Time"
@@ -375,6 +382,7 @@ class TreatmentPanel(QWidget):
             lines.append(text)
         if ev.lesion is None:
             lines.append("<i>No lesion segmented: coverage and margins are not computed.</i>")
+        lines.extend(fracture_lines(ev.fracture))
         if ev.ablation is not None:
             near = sorted(ev.ablation.distances, key=lambda d: d.distance_mm)[:6]
             if near:
@@ -402,6 +410,34 @@ class TreatmentPanel(QWidget):
             "and simplified models; check the device's instructions for use.</small>"
         )
         self.summary.setText("<br>".join(lines))
+
+
+def fracture_lines(fracture: dict | None) -> list[str]:
+    """The fracture score (SINS / Mirels) with each component and where it came from
+    (image, level, bone, user; unknown components make it a range), and the cement's
+    fill against its target."""
+    score = (fracture or {}).get("score")
+    if not score:
+        return []
+    total = score["total"] if score["complete"] else f"{score['min']}–{score['max']}"
+    parts = []
+    for c in score["components"]:
+        points = "?" if c["points"] is None else c["points"]
+        parts.append(
+            f"{escape(c['name'])} {points} ({escape(str(c['value'] or 'not known'))}, "
+            f"{escape(c['origin'])})"
+        )
+    lines = [
+        f"<b>{escape(score['system'])} {total}</b>: {escape(score['category'])}",
+        "<small>" + "; ".join(parts) + "</small>",
+    ]
+    cons = fracture.get("consolidation")
+    if cons and cons.get("fill_pct") is not None:
+        lines.append(
+            f"Cement fills {cons['fill_pct']:.1f} % of the {escape(cons['measure'])} "
+            f"(target {cons['target_pct']:g} %)"
+        )
+    return lines
 
 
 def _distance_text(d) -> str:

@@ -24,6 +24,7 @@ from guideplan.model.nodes import (
     LabelMapNode,
     LandmarkNode,
     MeasurementNode,
+    ProtectionNode,
     TrajectoryNode,
     TransformNode,
     VolumeNode,
@@ -104,7 +105,17 @@ def build_scene(dicom_dir: Path | None) -> Scene:
         parameters={"power_w": 60.0, "time_s": 720, "label": "catalog A"},
         display=_display((1.0, 0.5, 0.0), opacity=0.3),
     )
-    for node in (ct, prior, reg, seg, marks, ruler, angle, traj, zone):
+    dissection = ProtectionNode(
+        name="hydrodissection",
+        element="dissection",
+        structure="bowel",
+        agent="hydro",
+        entry=(40.0, -60.0, 30.0),
+        tip=(15.0, -25.0, 33.0),
+        displacement_mm=8.0,
+    )
+    probe = ProtectionNode(name="tc 1", element="thermocouple", tip=(5.0, 5.0, 30.0), warn_c=44.0)
+    for node in (ct, prior, reg, seg, marks, ruler, angle, traj, zone, dissection, probe):
         scene.execute(AddNode(node))
     scene.info = {"patient": "ANON^GUIDEPLAN", "indication": "L2 metastasis", "levels": ["L2"]}
     return scene

@@ -122,7 +122,11 @@ def test_lumbar_rf_ablation_and_cement_plan():
     # L2 lies below the conus: the canal holds the cauda equina, not the cord
     assert "CORD_THERMAL_RISK" not in codes
     assert "INCOMPLETE_COVERAGE" not in codes
-    assert "FRACTURE_RISK_CONSOLIDATE" not in codes  # consolidated by the cement
+    # 4 mL fill 12 % of the 33 mL body: below the 16.2 % strength target (Molloy 2003)
+    assert "FRACTURE_RISK_CONSOLIDATE" in codes
+    assert ev.fracture["consolidation"]["fill_pct"] == pytest.approx(12.2, abs=1.0)
+    enough = predict_cement(ctx, tip - 8.0 * direction, 7.0)  # 21 % of the body
+    assert "FRACTURE_RISK_CONSOLIDATE" not in evaluate_plan(ctx, [zone], enough).codes()
     # the lesion touches the canal: a full-coverage zone reaches the canal (honest)
     nerve = [w for w in ev.warnings if w.code == "NERVE_THERMAL_RISK"]
     assert nerve and "cauda equina" in nerve[0].message

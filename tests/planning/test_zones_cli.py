@@ -10,7 +10,14 @@ import pytest
 from guideplan.cli import main
 from guideplan.model.case import save_case
 from guideplan.model.commands import AddNode
-from guideplan.model.nodes import LabelInfo, LabelMapNode, TrajectoryNode, VolumeNode, ZoneNode
+from guideplan.model.nodes import (
+    LabelInfo,
+    LabelMapNode,
+    ProtectionNode,
+    TrajectoryNode,
+    VolumeNode,
+    ZoneNode,
+)
 from guideplan.model.scene import Scene
 from tests.planning.zone_cases import LUMBAR, POSTERIOR_WALL_TIP, lumbar_case, rf_path
 
@@ -158,8 +165,20 @@ def test_plan_case_evaluates_every_zone(tmp_path, capsys):
             parameters={"device_id": "no-such-probe"},
         ),
     ]
+    protection = [
+        ProtectionNode(name="canal probe", element="thermocouple", tip=(-6.0, 58.0, 1.0)),
+        ProtectionNode(
+            name="CO2",
+            element="dissection",
+            structure="spinal canal",
+            agent="co2",
+            entry=(-40.0, 120.0, 1.0),
+            tip=(-6.0, 57.0, 1.0),
+            displacement_mm=3.0,
+        ),
+    ]
     scene.info = {"target": {"vertebral_level": "L2", "bone": "L2 vertebral body"}}
-    for node in (ct_node, seg, rf, trocar, *zones):
+    for node in (ct_node, seg, rf, trocar, *zones, *protection):
         scene.execute(AddNode(node))
     case = tmp_path / "plan.gplan"
     save_case(scene, case)
@@ -178,6 +197,12 @@ def test_plan_case_evaluates_every_zone(tmp_path, capsys):
     codes = {(w["code"], w["severity"]) for w in t["warnings"]}
     assert ("CEMENT_LEAK_RISK", "danger") in codes
     assert not any(c == "CORD_THERMAL_RISK" for c, _ in codes)
+    # the protection elements were saved with the case and evaluated with the plan
+    (probe,) = t["protection"]["thermocouples"]
+    assert probe["name"] == "canal probe" and probe["readings"][0]["estimated_c"] >= 45.0
+    assert ("THERMOCOUPLE_LIMIT", "warning") in codes
+    (co2,) = t["protection"]["dissections"]
+    assert co2["agent"] == "co2" and co2["entry_lps"] == [-40.0, 120.0, 1.0]
     # the same as text
     assert main(["plan", "--case", str(case)]) == 0
     text = capsys.readouterr().out

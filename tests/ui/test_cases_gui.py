@@ -73,3 +73,21 @@ def test_no_recovery_offered_after_clean_exit(window, qtbot):
     again = MainWindow()
     qtbot.addWidget(again)
     assert not again.offer_recovery()
+
+
+def test_a_protection_element_is_saved_and_reopened_by_the_window(window, qtbot, tmp_path):
+    from guideplan.model.nodes import ProtectionNode
+
+    node = ProtectionNode(name="tc", element="thermocouple", tip=(1.0, 2.0, 60.0), warn_c=44.0)
+    window.scene.execute(AddNode(node))
+    case = tmp_path / "p2.gplan"
+    assert window._save_to(case)
+    other = MainWindow()
+    qtbot.addWidget(other)
+    other.show()
+    other.open_path(case)
+    qtbot.waitUntil(lambda: other.planning is not None, timeout=20000)
+    (again,) = other.scene.nodes_of(ProtectionNode)
+    assert (again.element, again.tip, again.warn_c) == ("thermocouple", (1.0, 2.0, 60.0), 44.0)
+    window.act_undo.trigger()  # adding it is one undo step
+    assert not window.scene.nodes_of(ProtectionNode)

@@ -217,6 +217,12 @@ def test_catalog_dialog_adds_a_device_to_the_combo(window, qtbot):
     ]
     assert "-40 °C width" in headers and dialog.table.rowCount() == 2
     assert dialog.approximate.isChecked() and "PMC" in dialog.source.toPlainText()
+    # where a reader finds each number, and its limits
+    refs = dialog.references.text()
+    assert "PMID 19695903" in refs and "limits: agar phantom" in refs
+    assert "0 °C edge past the tip (mm)" in headers
+    chart = dialog.entry_from_form()["zone"]
+    assert chart["rows"][1]["far_edge_beyond_tip_mm"] == 5.0
 
     dialog.new_device()
     dialog.id_edit.setText("rf-mine-17g")
@@ -241,6 +247,22 @@ def test_catalog_dialog_adds_a_device_to_the_combo(window, qtbot):
     dialog.table.item(0, 2).setText("25")
     assert dialog.save()
     assert window.catalog.get("rf-mine-17g-copy").data["zone"]["rows"][0]["width_mm"] == 25
+    # A bipolar bone RF probe from its IFU: the zone ends at the tip, so no offset column.
+    dialog.new_device()
+    dialog.kind.setCurrentIndex(dialog.kind.findData("rf_bipolar"))
+    titles = [
+        dialog.table.horizontalHeaderItem(c).text() for c in range(dialog.table.columnCount())
+    ]
+    assert titles == ["Time (s)", "Length (mm)", "Width (mm)"]
+    dialog.id_edit.setText("rf-bipolar-mine")
+    dialog.name_edit.setText("My bipolar bone RF")
+    dialog.diameter.setValue(1.65)
+    dialog.length.setValue(150)
+    for col, text in enumerate(["450", "30", "20"]):
+        dialog.table.item(0, col).setText(text)
+    assert dialog.save(), dialog.message.text()
+    assert window.catalog.get("rf-bipolar-mine").kind == "rf_bipolar"
+    assert panel.device.findData("rf-bipolar-mine") >= 0
     dialog.accept()
 
 
@@ -320,3 +342,28 @@ def test_a_sample_case_opened_in_the_window_knows_its_level(window, qtbot):
     assert window.scene.info["target"]["vertebral_level"] == "L2"
     assert window.scene.info["indication"]
     window.scene.history.mark_clean()
+
+
+def test_the_panel_shows_the_fracture_score_with_each_components_origin():
+    from guideplan.ui.treatment_panel import fracture_lines
+
+    fracture = {
+        "score": {
+            "system": "SINS",
+            "total": None,
+            "min": 4,
+            "max": 11,
+            "complete": False,
+            "category": "stable to potentially unstable (indeterminate)",
+            "components": [
+                {"name": "location", "points": 2, "value": "mobile", "origin": "level"},
+                {"name": "pain", "points": None, "value": None, "origin": "unknown"},
+            ],
+        },
+        "consolidation": {"fill_pct": 12.2, "target_pct": 16.2, "measure": "vertebral body"},
+    }
+    text = "<br>".join(fracture_lines(fracture))
+    assert "SINS 4–11" in text and "location 2 (mobile, level)" in text
+    assert "pain ? (not known, unknown)" in text
+    assert "12.2 % of the vertebral body (target 16.2 %)" in text
+    assert fracture_lines({"score": None}) == []
