@@ -204,13 +204,8 @@ def auto_canal(volume: Volume) -> tuple[np.ndarray, Finding]:
             return mask, finding
     from guideplan.processing import anatomy
 
-    find = getattr(anatomy, "find_canal", None)  # TEMPORARY until find_canal lands
-    if find is None:
-        mask = anatomy.spinal_canal(volume)
-        finding = Finding.found("ring") if mask.any() else Finding.not_found("no ring")
-    else:
-        result = find(volume)
-        mask, finding = result.mask.astype(bool), result.finding
+    result = anatomy.find_canal(volume)
+    mask, finding = result.mask.astype(bool), result.finding
     _CANAL_CACHE[:] = [*_CANAL_CACHE[-1:], (volume.array, key, mask, finding)]
     return mask, finding
 

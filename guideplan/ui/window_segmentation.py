@@ -408,13 +408,8 @@ class SegmentationActions(SegmentIOActions):
         def task(progress, cancel):
             body = anatomy.body_mask(volume)
             bone = anatomy.bone_labels(volume, body, progress=progress, cancel=cancel)
-            from guideplan.planning.structures import auto_canal
-
-            if hasattr(anatomy, "find_canal"):  # TEMPORARY until find_canal lands
-                found = anatomy.find_canal(volume, bone > 0)
-                return body, bone, found.mask, found.finding
-            canal, finding = auto_canal(volume)
-            return body, bone, canal, finding
+            found = anatomy.find_canal(volume, bone > 0)
+            return body, bone, found.mask, found.finding
 
         def done(result) -> None:
             body, bone, canal, finding = result
