@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from guideplan.core.labelmap import mask_bounds
 from guideplan.core.progress import (
     CancelFn,
     ProgressFn,
@@ -175,7 +176,31 @@ def find_vertebrae(
     volume: Volume, bone: np.ndarray, canal: np.ndarray, canal_found: bool = True
 ) -> VertebraeResult:
     """Vertebral bodies along the canal, cranial first, named where a landmark allows.
-    ``canal_found``: whether the canal is sure (else the result is uncertain too)."""
+    ``canal_found``: whether the canal is sure (else the result is uncertain too).
+
+    Works on a box around the canal (the bodies, ribs and iliac bone the landmarks look
+    at lie within ``search_box_mm`` of it), so a full-size CT costs little."""
+    cfg = _settings("vertebrae")
+    axis = _slice_axis(volume)
+    sp = _spacing_kji(volume)
+    reach = [float(cfg["search_box_mm"])] * 3
+    reach[axis] = float(cfg["beyond_canal_mm"])
+    box = mask_bounds(canal, [int(np.ceil(r / s)) for r, s in zip(reach, sp, strict=True)])
+    if box is None:
+        return _find_vertebrae(volume, bone, canal, canal_found)
+    found = _find_vertebrae(masks.crop(volume, box), bone[box], canal[box], canal_found)
+    labels = np.zeros(bone.shape, dtype=np.uint8)
+    labels[box] = found.labels
+    start = box[axis].start or 0
+    for v in found.vertebrae:
+        v.slices = (v.slices[0] + start, v.slices[1] + start)
+    found.labels = labels
+    return found
+
+
+def _find_vertebrae(
+    volume: Volume, bone: np.ndarray, canal: np.ndarray, canal_found: bool
+) -> VertebraeResult:
     cfg = _settings("vertebrae")
     axis = _slice_axis(volume)
     sp = _spacing_kji(volume)
