@@ -244,3 +244,157 @@ def crop(volume: Volume, box: tuple[slice, slice, slice]) -> Volume:
         volume.direction,
         dict(volume.meta),
     )
+
+
+# --------------------------------------------------------------------------------------
+# Small-radius morphology on bit-packed rows: the same sets as dilate/erode/closing (a
+# voxel is within radius_mm when its centre is, as in a float32 distance map), without a
+# full-volume distance map. Rows along i are packed 8 voxels a byte, so a shift along k
+# or j is a slice and one OR handles 8 voxels; the cost grows with the radius in voxels
+# (a few voxels: cheap; tens of voxels: use the distance maps).
+# --------------------------------------------------------------------------------------
+
+
+def ball_rows(spacing_kji: Sequence[float], radius_mm: float) -> list[tuple[int, int, int]]:
+    """The ball of ``radius_mm`` as rows along i: (dk, dj, w) stands for the offsets
+    (dk, dj, -w..w), those whose length is at most ``radius_mm``. An offset exactly at
+    the radius (up to rounding) is in; a float32 distance map may round such a tie
+    either way, which is the only way these sets can differ from the maps'."""
+    sk, sj, si = (float(s) for s in spacing_kji)
+    limit = float(radius_mm) * (1.0 + 1e-6)
+    rows: list[tuple[int, int, int]] = []
+    nk, nj = (int(np.floor(limit / s)) for s in (sk, sj))
+    for dk in range(-nk, nk + 1):
+        for dj in range(-nj, nj + 1):
+            rest = limit**2 - (dk * sk) ** 2 - (dj * sj) ** 2
+            if rest >= 0:
+                rows.append((dk, dj, int(np.floor(np.sqrt(rest) / si))))
+    return rows
+
+
+def _pack(mask: np.ndarray) -> np.ndarray:
+    return np.packbits(mask, axis=-1)
+
+
+def _unpack(packed: np.ndarray, n: int) -> np.ndarray:
+    return np.unpackbits(packed, axis=-1, count=n).view(bool)
+
+
+def _clear_tail(packed: np.ndarray, n: int) -> None:
+    """Zero the padding bits past voxel ``n`` of each packed row (they are outside)."""
+    extra = packed.shape[-1] * 8 - n
+    if extra:
+        packed[..., -1] &= np.uint8((0xFF << extra) & 0xFF)
+
+
+def _shift_bits(packed: np.ndarray, d: int) -> np.ndarray:
+    """Packed rows moved by ``d`` voxels along i (voxel x goes to x + d; zeros enter)."""
+    q, b = divmod(abs(d), 8)
+    n = packed.shape[-1]
+    out = np.zeros_like(packed)
+    if q >= n:
+        return out
+    if d > 0:
+        out[..., q:] = packed[..., : n - q]
+        if b:
+            carry = out[..., :-1] << np.uint8(8 - b)
+            out >>= np.uint8(b)
+            out[..., 1:] |= carry
+    else:
+        out[..., : n - q] = packed[..., q:]
+        if b:
+            carry = out[..., 1:] >> np.uint8(8 - b)
+            out <<= np.uint8(b)
+            out[..., :-1] |= carry
+    return out
+
+
+def _dilate_packed(packed: np.ndarray, rows: list[tuple[int, int, int]]) -> np.ndarray:
+    """OR of the packed mask shifted by every offset of ``rows`` (zeros beyond the array;
+    the tail bits must be clear)."""
+    widths = sorted({w for _, _, w in rows})
+    by_width: dict[int, np.ndarray] = {}
+    line = packed.copy()
+    done = 0
+    for w in widths:
+        for d in range(done + 1, w + 1):
+            line |= _shift_bits(packed, d)
+            line |= _shift_bits(packed, -d)
+        done = w
+        by_width[w] = line.copy()
+    nk, nj = packed.shape[:2]
+    out = np.zeros_like(packed)
+    for dk, dj, w in rows:
+        src = by_width[w]
+        dst_k, src_k = slice(max(dk, 0), nk + min(dk, 0)), slice(max(-dk, 0), nk - max(dk, 0))
+        dst_j, src_j = slice(max(dj, 0), nj + min(dj, 0)), slice(max(-dj, 0), nj - max(dj, 0))
+        out[dst_k, dst_j] |= src[src_k, src_j]
+    return out
+
+
+def _erode_packed(packed: np.ndarray, rows: list[tuple[int, int, int]], n: int) -> np.ndarray:
+    """Erosion as the complement of the background's dilation; beyond the array is
+    foreground (the background does not grow in from there)."""
+    background = np.invert(packed)
+    _clear_tail(background, n)
+    out = np.invert(_dilate_packed(background, rows))
+    _clear_tail(out, n)
+    return out
+
+
+def dilate_ball(mask: np.ndarray, spacing_kji: Sequence[float], radius_mm: float) -> np.ndarray:
+    """The same set as :func:`dilate` (3D mask), by shifts of bit-packed rows."""
+    if radius_mm <= 0:
+        return mask.copy()
+    n = mask.shape[-1]
+    return _unpack(_dilate_packed(_pack(mask), ball_rows(spacing_kji, radius_mm)), n)
+
+
+def erode_ball(mask: np.ndarray, spacing_kji: Sequence[float], radius_mm: float) -> np.ndarray:
+    """The same set as :func:`erode` (3D mask; beyond the array is foreground)."""
+    if radius_mm <= 0:
+        return mask.copy()
+    n = mask.shape[-1]
+    return _unpack(_erode_packed(_pack(mask), ball_rows(spacing_kji, radius_mm), n), n)
+
+
+def closing_ball(mask: np.ndarray, spacing_kji: Sequence[float], radius_mm: float) -> np.ndarray:
+    """The same set as :func:`closing` (3D mask), by shifts of bit-packed rows."""
+    if radius_mm <= 0:
+        return mask.copy()
+    n = mask.shape[-1]
+    rows = ball_rows(spacing_kji, radius_mm)
+    grown = _dilate_packed(_pack(mask), rows)
+    _clear_tail(grown, n)
+    return _unpack(_erode_packed(grown, rows, n), n)
+
+
+def max_filter_at(
+    array: np.ndarray, radius: Sequence[int], where: np.ndarray, slab: int = 16
+) -> np.ndarray:
+    """:func:`max_filter` read at the ``where`` voxels only (1D, in ``np.nonzero``
+    order), slab by slab along axis 0 and cropped to ``where``: for a thin band, no
+    full-size copy of the array is made."""
+    out = np.empty(int(np.count_nonzero(where)), dtype=array.dtype)
+    if out.size == 0:
+        return out
+    r = [max(0, int(v)) for v in radius]
+    n = array.shape[0]
+    rows = np.flatnonzero(where.any(axis=(1, 2)))
+    pos = 0
+    for k0 in range(int(rows[0]), int(rows[-1]) + 1, slab):
+        k1 = min(k0 + slab, n)
+        sel = where[k0:k1]
+        count = int(np.count_nonzero(sel))
+        if count == 0:
+            continue
+        box = [slice(max(0, k0 - r[0]), min(n, k1 + r[0]))]
+        for axis, keep in ((1, (0, 2)), (2, (0, 1))):
+            hit = np.flatnonzero(sel.any(axis=keep))
+            lo, hi = int(hit[0]) - r[axis], int(hit[-1]) + 1 + r[axis]
+            box.append(slice(max(0, lo), min(array.shape[axis], hi)))
+        block = max_filter(array[tuple(box)], r)
+        inner = block[k0 - box[0].start : k1 - box[0].start]
+        out[pos : pos + count] = inner[sel[:, box[1], box[2]]]
+        pos += count
+    return out
