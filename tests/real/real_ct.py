@@ -35,8 +35,18 @@ LUMBAR_BODY_LABELS = (49, 50)
 
 #: Structures of the abdomen's reference that a needle or zone must spare.
 ABDOMEN_ORGANS = (
-    "aorta", "inferior_vena_cava", "kidney_left", "kidney_right", "colon", "small_bowel",
-    "duodenum", "stomach", "lungs", "liver", "spleen", "pancreas",
+    "aorta",
+    "inferior_vena_cava",
+    "kidney_left",
+    "kidney_right",
+    "colon",
+    "small_bowel",
+    "duodenum",
+    "stomach",
+    "lungs",
+    "liver",
+    "spleen",
+    "pancreas",
 )
 
 
@@ -198,7 +208,9 @@ def cropped(case: RealCase, lo_lps, hi_lps) -> RealCase:
     hi = np.minimum(np.ceil(idx.max(axis=0)).astype(int) + 1, np.asarray(vol.size))
     box = (slice(lo[2], hi[2]), slice(lo[1], hi[1]), slice(lo[0], hi[0]))
     origin = vol.index_to_physical(lo.astype(float))
-    volume = Volume(vol.array[box].copy(), vol.spacing, tuple(origin), vol.direction, dict(vol.meta))
+    volume = Volume(
+        vol.array[box].copy(), vol.spacing, tuple(origin), vol.direction, dict(vol.meta)
+    )
     masks = {k: v[box].copy() for k, v in case.masks.items()}
     return RealCase(f"{case.name} cropped", volume, masks, dict(case.levels))
 
