@@ -39,7 +39,7 @@ class CaseActions:
             self.set_scene(scene, case_path=path)
             self.statusBar().showMessage(f"Opened {path}", 5000)
 
-        run_task(self, task, done, "Opening case")
+        run_task(self, task, done, "Opening case", guard=self.new_open())
 
     def save(self) -> bool:
         if self.planning is None:
@@ -133,7 +133,7 @@ class CaseActions:
             discard_recovery(info)
             self.statusBar().showMessage("Recovered the autosaved plan; save it to keep it.")
 
-        run_task(self, task, done, "Recovering plan")
+        run_task(self, task, done, "Recovering plan", guard=self.new_open())
         return True
 
 

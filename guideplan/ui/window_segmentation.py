@@ -176,7 +176,15 @@ class SegmentationActions(SegmentIOActions):
                 8000,
             )
 
-        run_task(self, task, done, "Segmenting the lesion")
+        existing = self._labelmap(create=False)
+        run_task(
+            self,
+            task,
+            done,
+            "Segmenting the lesion",
+            guard=self.unchanged(existing.id if existing is not None else None),
+            on_stale=lambda: self.stale_notice("Segmenting the lesion"),
+        )
 
     def regrow(self) -> None:
         """Grow again from the last seed with the panel's range (one undo step with it)."""
@@ -388,7 +396,14 @@ class SegmentationActions(SegmentIOActions):
             else:
                 self.statusBar().showMessage(f"{text}: nothing to change in '{label_name}'", 6000)
 
-        run_task(self, lambda progress, cancel: compute(labels), done, text)
+        run_task(
+            self,
+            lambda progress, cancel: compute(labels),
+            done,
+            text,
+            guard=self.unchanged(node.id),  # computed on the snapshot: not after an undo
+            on_stale=lambda: self.stale_notice(text),
+        )
 
     def auto_anatomy(self) -> None:
         """Bone (cortical, trabecular), spinal canal and body, one undoable step."""
@@ -417,7 +432,15 @@ class SegmentationActions(SegmentIOActions):
             diff = LabelDiff.from_values(node.array, changed, target.ravel()[changed])
             edit_labels(self.scene, node.id, diff, text="Automatic anatomy")
 
-        run_task(self, task, done, "Finding bone, canal and body")
+        existing = self._labelmap(create=False)
+        run_task(
+            self,
+            task,
+            done,
+            "Finding bone, canal and body",
+            guard=self.unchanged(existing.id if existing is not None else None),
+            on_stale=lambda: self.stale_notice("Automatic anatomy"),
+        )
 
     # -- display ---------------------------------------------------------------------------
     def _label_colours(self, node: LabelMapNode | None) -> dict[int, tuple]:
@@ -528,7 +551,16 @@ class SegmentationActions(SegmentIOActions):
             self._refresh_trajectories()
             self.render_all()
 
-        run_task(self, task, done, "Updating structures", show_progress=False)
+        # A result for labels edited (or undone) since is dropped: the edit that made it
+        # stale has started the surface timer again.
+        run_task(
+            self,
+            task,
+            done,
+            "Updating structures",
+            show_progress=False,
+            guard=self.unchanged(node.id),
+        )
 
 
 def _replace_grow(array: np.ndarray, previous: LabelDiff, result, label: int) -> LabelDiff:
