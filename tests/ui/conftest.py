@@ -1,8 +1,9 @@
 """GUI tests drive the real window under Xvfb (pytest-xvfb starts it).
 
-Every GUI test runs with Qt's messages captured (written at once to stderr, to the test
-log and, when GUIDEPLAN_QT_LOG names a file, to that file, which survives a crash); a
-Qt warning that is not in HARMLESS_QT_MESSAGES fails the test during which it came.
+Every GUI test runs with Qt's messages captured: written at once to the real stderr
+(the descriptor faulthandler writes to, outside pytest's capture, so a message before a
+crash is not lost with it), to the test log and, when GUIDEPLAN_QT_LOG names a file, to
+that file; a Qt warning that is not in HARMLESS_QT_MESSAGES fails the test during which it came.
 After each test its windows are deleted and no task thread may still run.
 """
 
@@ -93,6 +94,7 @@ HARMLESS_QT_MESSAGES: dict[str, str] = {}
 
 _QT_LOG = logging.getLogger("qt")
 _captured: list[str] = []
+_stderr_fd: list[int] = []  # the real stderr, once the session has found it
 
 
 def _qt_message(mode, context, message) -> None:
@@ -102,8 +104,11 @@ def _qt_message(mode, context, message) -> None:
     if mode != QtMsgType.QtDebugMsg and mode != QtMsgType.QtInfoMsg:
         _captured.append(line)
     _QT_LOG.warning(line)
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
+    if _stderr_fd:
+        os.write(_stderr_fd[0], (line + "\n").encode(errors="replace"))
+    else:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
     path = os.environ.get("GUIDEPLAN_QT_LOG")
     if path:
         with open(path, "a", encoding="utf-8") as out:
@@ -118,19 +123,33 @@ def _harmful(lines: list[str]) -> list[str]:
     ]
 
 
+def _real_stderr(config) -> int | None:
+    """pytest's faulthandler descriptor: the terminal's stderr, not the capture."""
+    try:
+        from _pytest.faulthandler import fault_handler_stderr_fd_key
+
+        return config.stash[fault_handler_stderr_fd_key]
+    except (ImportError, KeyError):
+        return None
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _gui_session(qapp):
+def _gui_session(qapp, request):
     """For the whole GUI session: Qt's messages go through ``_qt_message``, and the
     window's own collector (guideplan.ui.gui_gc) runs Python's cyclic collector on the
     GUI thread only."""
     from guideplan.ui.gui_gc import pin_gc_to_gui_thread
 
+    fd = _real_stderr(request.config)
+    if fd is not None:
+        _stderr_fd.append(fd)
     previous = qInstallMessageHandler(_qt_message)
     collector = pin_gc_to_gui_thread()
     yield collector
     collector.stop()
     gc.collect()
     qInstallMessageHandler(previous)
+    _stderr_fd.clear()
 
 
 @pytest.fixture(autouse=True)

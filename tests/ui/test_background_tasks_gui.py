@@ -140,29 +140,41 @@ def test_closing_the_window_while_the_series_is_scanned_starts_and_applies_nothi
     _no_task_left(qtbot, win)
 
 
-def test_a_window_deleted_right_after_closing_under_running_tasks_does_not_crash(
+def test_a_window_deleted_after_closing_under_running_tasks_does_not_crash(
     qtbot, marker_series, monkeypatch
 ):
-    """The window goes away (deleteLater, then the garbage collector) while the 3D bone
-    surface and the automatic structures are still being computed."""
+    """The automatic structures and the 3D bone surface arrive after the window closed;
+    then the window is deleted. Before the fix the structures' result scheduled a zone
+    computation on the closed window, whose QThread the deletion destroyed while it ran
+    (Qt aborts the process)."""
+    import guideplan.model.treatment as treatment
     import guideplan.planning.structures as structures
     import guideplan.render.view3d as view3d
 
-    for _ in range(3):
-        bone = _gate(monkeypatch, view3d, "patient_bone_surface")
-        found = _gate(monkeypatch, structures, "auto_structures")
-        win = _new_window(qtbot, owned_by_qtbot=False)  # this test deletes it
+    bone = _gate(monkeypatch, view3d, "patient_bone_surface")
+    found = _gate(monkeypatch, structures, "auto_structures")
+    win = _new_window(qtbot, owned_by_qtbot=False)  # this test deletes it
+    try:
         win.open_path(marker_series, pick_planning=True)
-        qtbot.waitUntil(lambda w=win: w.planning is not None, timeout=TIMEOUT)
+        qtbot.waitUntil(lambda: win.planning is not None, timeout=TIMEOUT)
+        _labelled(win)
+        centre = win.planning.volume.center_lps()
+        win._add_trajectory(centre + [-40.0, -40.0, 0.0], centre)
+        win.add_zone("mw-antenna-14g")
+        qtbot.waitUntil(lambda: getattr(win, "_zone_plan", None) is not None, timeout=TIMEOUT)
         _entered(qtbot, bone)
         _entered(qtbot, found)
+        evaluate = _gate(monkeypatch, treatment, "evaluate_scene")  # a later zone task
         bone.open()
         found.open()
         win.close()
+        qtbot.wait(300)  # the results arrive; the zone timer would fire
+    finally:
+        win.close()
         win.deleteLater()
-        qtbot.wait(100)
-        gc.collect()
-        monkeypatch.undo()
+    qtbot.wait(100)
+    gc.collect()
+    assert evaluate.calls == 0  # no zone computation started on the closed window
     assert not [h for h in workers._ACTIVE if h.thread.isRunning()]
 
 
@@ -242,7 +254,10 @@ def test_undo_of_a_zone_while_it_is_computed_shows_no_zone(window, qtbot, monkey
     _entered(qtbot, evaluate)
     window.act_undo.trigger()  # the zone goes; its computation still runs
     assert not window.scene.nodes_of(ZoneNode)
-    evaluate.open()
+    qtbot.waitUntil(lambda: window._zone_timer.isActive(), timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: not window._zone_timer.isActive(), timeout=TIMEOUT)
+    assert window._zone_plan is None  # the view followed the undo at once
+    evaluate.open()  # now the result computed for the removed zone arrives
     _no_task_left(qtbot, window)
     qtbot.waitUntil(lambda: not window._zone_timer.isActive(), timeout=TIMEOUT)
     _no_task_left(qtbot, window)
