@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SAMPLES_STAMP := sample_data/README.md
 
-.PHONY: run test system-deps install samples lint bench clean
+.PHONY: run test system-deps install samples lint bench stress clean
 
 run: system-deps install samples
 	@bash scripts/with-display.sh $(PY) main.py $(ARGS)
@@ -42,6 +42,14 @@ bench: install
 	$(PY) -m pip install --quiet -e ".[test,bench]"
 	$(PY) benchmarks/bench_load.py
 	bash scripts/with-display.sh $(PY) benchmarks/bench_startup.py
+
+# Crash hunt (issue 18): the GUI test files N times, each a fresh pytest process, under
+# LOAD CPU-bound processes; reports each run's exit (signal for a crash) and the logs.
+N ?= 20
+LOAD ?= 2
+STRESS_FILES ?= tests/ui/test_treatment_gui.py tests/ui/test_trajectory_gui.py
+stress: system-deps install
+	$(PY) benchmarks/stress_gui.py --runs $(N) --load $(LOAD) $(STRESS_ARGS) $(STRESS_FILES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

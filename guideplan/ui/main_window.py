@@ -67,6 +67,7 @@ from guideplan.render.label_layer import LabelLayer
 from guideplan.render.slice_view import Overlay2D
 from guideplan.render.zone_layer import ZoneLayer
 from guideplan.ui.fusion_panel import FusionPanel
+from guideplan.ui.gui_gc import pin_gc_to_gui_thread
 from guideplan.ui.render_scheduler import RenderScheduler
 from guideplan.ui.segment_panel import SegmentPanel
 from guideplan.ui.trajectory_panel import TrajectoryPanel
@@ -77,7 +78,14 @@ from guideplan.ui.window_fusion import FusionActions
 from guideplan.ui.window_segmentation import SegmentationActions
 from guideplan.ui.window_trajectories import TrajectoryActions
 from guideplan.ui.window_treatment import TreatmentActions
-from guideplan.ui.workers import _ACTIVE, run_task
+from guideplan.ui.workers import (
+    Generation,
+    Guard,
+    cancel_stale_tasks,
+    reopen,
+    run_task,
+    shutdown_tasks,
+)
 
 SLICE_VIEWS = ("axial", "coronal", "sagittal")
 LAYOUTS = ("four_up", "one_plus_three", "single")
@@ -98,6 +106,13 @@ class MainWindow(
 
     def __init__(self) -> None:
         super().__init__()
+        pin_gc_to_gui_thread()  # see gui_gc: no Qt or VTK object is collected on a worker
+        #: Advanced by every new plan (case, series, recovery): older results are stale.
+        self.plan_generation = Generation()
+        #: Advanced by every open request: only the newest one may become the plan.
+        self.open_generation = Generation()
+        #: Per node id: how many times it was added, changed or removed in this plan.
+        self._revisions: dict[str, int] = {}
         self.setWindowTitle("guideplan")
         self.resize(1500, 950)
         self.setAcceptDrops(True)
@@ -196,6 +211,9 @@ class MainWindow(
 
     def set_scene(self, scene: Scene, case_path: Path | None, unsaved: bool = False) -> None:
         """Show an opened, recovered or new plan."""
+        self.plan_generation.advance()  # what still runs for the old plan is stale
+        self._revisions = {}
+        cancel_stale_tasks(self)
         self.case_path = case_path
         self._connect_scene(scene, unsaved=unsaved)
         if unsaved:
@@ -475,12 +493,19 @@ class MainWindow(
             path = path / "ct"
             on_loaded = partial(self.set_planning_volume, case_info=info)
 
-        self.load_series_from(path, on_loaded, "Loading series", ask=not pick_planning)
+        self.load_series_from(
+            path, on_loaded, "Loading series", ask=not pick_planning, guard=self.new_open()
+        )
 
-    def load_series_from(self, path: Path, on_loaded, title: str, ask: bool = True) -> None:
+    def load_series_from(
+        self, path: Path, on_loaded, title: str, ask: bool = True, guard: Guard | None = None
+    ) -> None:
         """Scan ``path`` and load one series in the background: the planning CT, or the
-        one the user picks when the folder holds several (``ask``)."""
+        one the user picks when the folder holds several (``ask``). ``guard`` says whether
+        the result is still wanted (default: the plan it was asked for is still open)."""
         from guideplan.io import choose_planning_series, load_series_info, scan
+
+        guard = guard or self.default_task_guard()
 
         def scanned(report) -> None:
             if len(report.volumes) > 1 and ask:
@@ -497,6 +522,7 @@ class MainWindow(
                 lambda progress, cancel: load_series_info(info, progress=progress, cancel=cancel),
                 on_loaded,
                 title,
+                guard=guard,
             )
 
         run_task(
@@ -504,6 +530,7 @@ class MainWindow(
             lambda progress, cancel: scan(path, progress=progress, cancel=cancel),
             scanned,
             "Scanning",
+            guard=guard,
         )
 
     def set_planning_volume(self, volume: Volume, case_info: dict | None = None) -> None:
@@ -576,7 +603,7 @@ class MainWindow(
                 self.view3d.view3d.reset_camera()
                 self.view3d.render()
 
-        run_task(self, task, done, "Bone surface", show_progress=False)
+        run_task(self, task, done, "Bone surface", show_progress=False, guard=self.unchanged())
 
     # -- navigation ----------------------------------------------------------------------
     def set_cursor(self, lps, refresh: bool = True) -> None:
@@ -805,6 +832,7 @@ class MainWindow(
 
     # -- scene -> views ----------------------------------------------------------------
     def _on_scene_change(self, node: Node, field: str) -> None:
+        self._revisions[node.id] = self._revisions.get(node.id, 0) + 1
         if node is self.planning and field.startswith("display."):
             for widget in self.slice_widgets.values():
                 widget.slice_view.set_window_level(node.display.window, node.display.level)
@@ -1000,10 +1028,52 @@ class MainWindow(
             return
         if self.autosaver is not None:
             self.autosaver.discard()  # a clean exit leaves nothing to recover
-        # Background work must end before the window (and the VTK objects) go away.
-        for task in list(_ACTIVE):
-            task.shutdown()
+        # Nothing of this window runs after it closed: its timers would start work on
+        # it, and a result still queued would start follow-up work (see workers).
+        for timer in (
+            self._zone_timer,
+            self._surface_timer,
+            self._autosave_timer,
+            self._flicker,
+        ):
+            timer.stop()
+        self.renders.stop()
+        self.plan_generation.advance()
+        self.open_generation.advance()
+        shutdown_tasks(self)  # cancels, waits, drops this window's outcomes
         event.accept()
+
+    def showEvent(self, event) -> None:
+        reopen(self)  # a window shown again after closing may run tasks again
+        if not self._autosave_timer.isActive():
+            self._autosave_timer.start(1000)
+        super().showEvent(event)
+
+    # -- background work: is a result still wanted when it arrives? -------------------------
+    def default_task_guard(self) -> Guard:
+        """Every task of this window by default: the plan it ran for is still open."""
+        return self.plan_generation.guard()
+
+    def new_open(self) -> Guard:
+        """A new open request (series, case, recovery): it supersedes earlier ones."""
+        self.open_generation.advance()
+        cancel_stale_tasks(self)
+        return self.open_generation.guard()
+
+    def unchanged(self, *node_ids: str | None) -> Guard:
+        """The same plan, and none of ``node_ids`` added, changed, undone or removed
+        since now: a result computed from them may be applied."""
+        ids = [i for i in node_ids if i is not None]
+        before = {i: self._revisions.get(i, 0) for i in ids}
+        generation = self.plan_generation.guard()
+        return lambda: generation() and all(self._revisions.get(i, 0) == before[i] for i in ids)
+
+    def stale_notice(self, title: str) -> None:
+        """A result was dropped because the plan changed while it was computed."""
+        self.statusBar().showMessage(
+            f"{title}: the plan changed meanwhile, so the result was not applied. Run it again.",
+            10000,
+        )
 
 
 def _scrolling(widget: QWidget) -> QScrollArea:

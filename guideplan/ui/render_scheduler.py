@@ -84,6 +84,12 @@ class RenderScheduler(QObject):
         self._step_started = time.perf_counter()
 
     # -- drawing -----------------------------------------------------------------------
+    def stop(self) -> None:
+        """Draw nothing more (the window closes: its render windows are going away)."""
+        self._timer.stop()
+        self._dirty.clear()
+        self.gesture_view = None
+
     def flush(self) -> None:
         """Draw every pending view now (tests, screenshots, the end of a gesture)."""
         self._timer.stop()

@@ -56,11 +56,14 @@ class SegmentIOActions:
             return
         reference, table = self.planning.volume, self.label_table
         path = Path(path)
+        existing = self._labelmap(create=False)
         run_task(
             self,
             lambda progress, cancel: read_segmentation(path, reference, table),
             lambda imported: self._apply_imported(imported, path),
             "Importing the segmentation",
+            guard=self.unchanged(existing.id if existing is not None else None),
+            on_stale=lambda: self.stale_notice("Importing the segmentation"),
         )
 
     def _apply_imported(self, imported, path: Path) -> None:

@@ -70,7 +70,7 @@ class CaseActions:
                     "to keep the damaged folder as it is.",
                 )
 
-        run_task(self, task, done, "Opening case")
+        run_task(self, task, done, "Opening case", guard=self.new_open())
 
     def save(self) -> bool:
         if self.planning is None:
@@ -164,7 +164,7 @@ class CaseActions:
             discard_recovery(info)
             self.statusBar().showMessage("Recovered the autosaved plan; save it to keep it.")
 
-        run_task(self, task, done, "Recovering plan")
+        run_task(self, task, done, "Recovering plan", guard=self.new_open())
         return True
 
 

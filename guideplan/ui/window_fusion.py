@@ -144,7 +144,14 @@ class FusionActions:
                 f"Registered ({result.method}, {result.mode}) in {result.wall_s:.1f} s", 8000
             )
 
-        run_task(self, task, done, "Registering prior study")
+        run_task(
+            self,
+            task,
+            done,
+            "Registering prior study",
+            guard=self.unchanged(transform_id, node.id),  # not after an undo or a nudge
+            on_stale=lambda: self.stale_notice("Registration"),
+        )
 
     def _landmark_nodes(self, create: bool = False):
         """(CT landmarks, prior landmarks) of the active prior: matched by index."""

@@ -181,7 +181,15 @@ class SegmentationActions(SegmentIOActions):
                 8000,
             )
 
-        run_task(self, task, done, "Segmenting the lesion")
+        existing = self._labelmap(create=False)
+        run_task(
+            self,
+            task,
+            done,
+            "Segmenting the lesion",
+            guard=self.unchanged(existing.id if existing is not None else None),
+            on_stale=lambda: self.stale_notice("Segmenting the lesion"),
+        )
 
     def regrow(self) -> None:
         """Grow again from the last seed with the panel's range (one undo step with it)."""
@@ -396,7 +404,14 @@ class SegmentationActions(SegmentIOActions):
             else:
                 self.statusBar().showMessage(f"{text}: nothing to change in '{label_name}'", 6000)
 
-        run_task(self, lambda progress, cancel: compute(labels), done, text)
+        run_task(
+            self,
+            lambda progress, cancel: compute(labels),
+            done,
+            text,
+            guard=self.unchanged(node.id),  # computed on the snapshot: not after an undo
+            on_stale=lambda: self.stale_notice(text),
+        )
 
     def auto_anatomy(self) -> None:
         """Bone (cortical, trabecular), spinal canal and body, one undoable step."""
@@ -432,7 +447,15 @@ class SegmentationActions(SegmentIOActions):
             if not finding.usable:
                 self._ask_about_canal(finding)
 
-        run_task(self, task, done, "Finding bone, canal and body")
+        existing = self._labelmap(create=False)
+        run_task(
+            self,
+            task,
+            done,
+            "Finding bone, canal and body",
+            guard=self.unchanged(existing.id if existing is not None else None),
+            on_stale=lambda: self.stale_notice("Automatic anatomy"),
+        )
 
     # -- the spinal canal's status ---------------------------------------------------------
     def canal_finding(self):
@@ -624,7 +647,16 @@ class SegmentationActions(SegmentIOActions):
             self._refresh_trajectories()
             self.render_all()
 
-        run_task(self, task, done, "Updating structures", show_progress=False)
+        # A result for labels edited (or undone) since is dropped: the edit that made it
+        # stale has started the surface timer again.
+        run_task(
+            self,
+            task,
+            done,
+            "Updating structures",
+            show_progress=False,
+            guard=self.unchanged(node.id),
+        )
 
 
 def _replace_grow(array: np.ndarray, previous: LabelDiff, result, label: int) -> LabelDiff:

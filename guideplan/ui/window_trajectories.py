@@ -5,6 +5,7 @@ A mixin of MainWindow, kept apart so that each part of the window reads on its o
 
 from __future__ import annotations
 
+import copy
 from typing import ClassVar
 
 import numpy as np
@@ -251,7 +252,9 @@ class TrajectoryActions:
             if node.device_id in self.catalog
             else self.catalog.default_needle()
         )
-        ctx, target, node_id = self.path_ctx, node.target, node.id
+        # A copy: the window replaces the context's structures and lesion meanwhile.
+        ctx, target, node_id = copy.copy(self.path_ctx), node.target, node.id
+        ctx.structures = list(ctx.structures)
 
         def task(progress, cancel):
             return suggest_entries(ctx, target, device, position=position, progress=progress)
@@ -287,7 +290,14 @@ class TrajectoryActions:
                 15000,
             )
 
-        run_task(self, task, done, "Suggesting entry points")
+        run_task(
+            self,
+            task,
+            done,
+            "Suggesting entry points",
+            guard=self.unchanged(node_id),  # the needle may have moved or gone since
+            on_stale=lambda: self.stale_notice("Suggesting entry points"),
+        )
 
     def pick_in_3d(self, x: float, y: float) -> None:
         """A click on the patient in 3D: with the trajectory tool, the skin entry of the

@@ -229,17 +229,16 @@ class TreatmentActions:
     #: 90 mm around that box, which leaves room for the largest zone plus its margin.
     CONTEXT_SLACK_MM: ClassVar[float] = 40.0
 
-    def _context_for(self, scene, volume):
-        """The treatment context (structures, distance maps), reused while the label maps
-        stay the same and the needles' tips stay near where it was built: dragging a
-        needle, the cement slider and power/time changes do not rebuild it."""
+    def _context_for(self, scene, volume, auto, cached):
+        """(treatment context, cache entry): the context (structures, distance maps) is
+        reused while the label maps stay the same and the needles' tips stay near where
+        it was built: dragging a needle, the cement slider and power/time changes do not
+        rebuild it. Runs in the zone worker: it reads only its arguments (``auto`` and
+        ``cached`` were taken on the GUI thread) and returns the new cache entry instead
+        of storing it; one zone task runs at a time, so a cached context is used by one
+        worker at a time and by nothing else."""
         from guideplan.model.treatment import treatment_context
 
-        # Structures found automatically on the CT (the canal) stand in for the ones
-        # not segmented, as in `guideplan plan` without --labels: a zone reaching the
-        # canal is warned about before anyone runs Auto anatomy.
-        path_ctx = getattr(self, "path_ctx", None)
-        auto = [] if path_ctx is None or path_ctx.volume is not volume else path_ctx.structures
         key = (
             tuple(
                 (n.id, zlib.adler32(np.ascontiguousarray(n.array).data))
@@ -255,9 +254,8 @@ class TreatmentActions:
             None if path_ctx is None else str(path_ctx.canal_finding),
         )
         tips = np.array([n.target for n in scene.nodes_of(TrajectoryNode)], dtype=float)
-        cached = getattr(self, "_zone_ctx", None)
         if cached is not None and cached[0] == key and _tips_within(tips, *cached[2]):
-            return cached[1]
+            return cached[1], cached
         ctx = treatment_context(scene)
         if ctx.canal_field() is None:
             have = {f.name for f in ctx.structures}
@@ -269,8 +267,7 @@ class TreatmentActions:
             built.min(axis=0) - self.CONTEXT_SLACK_MM,
             built.max(axis=0) + self.CONTEXT_SLACK_MM,
         )
-        self._zone_ctx = (key, ctx, bounds)
-        return ctx
+        return ctx, (key, ctx, bounds)
 
     def schedule_zones(self) -> None:
         """Recompute the zones soon. Throttled, not debounced: while a needle is dragged
@@ -294,10 +291,19 @@ class TreatmentActions:
         # A copy of what the evaluation reads: the user goes on editing meanwhile.
         scene = treatment_snapshot(self.scene)
         catalog, volume = self.catalog, self.planning.volume
+        # Structures found automatically on the CT (the canal) stand in for the ones
+        # not segmented, as in `guideplan plan` without --labels: a zone reaching the
+        # canal is warned about before anyone runs Auto anatomy.
+        path_ctx = getattr(self, "path_ctx", None)
+        auto = (
+            [] if path_ctx is None or path_ctx.volume is not volume else list(path_ctx.structures)
+        )
+        cached = getattr(self, "_zone_ctx", None)
+        context_for = self._context_for  # reads only its arguments (see there)
 
         def task(progress, cancel):
             t0 = time.perf_counter()
-            ctx = self._context_for(scene, volume)
+            ctx, cache = context_for(scene, volume, auto, cached)
             t1 = time.perf_counter()
             plan = evaluate_scene(scene, catalog, ctx)
             t2 = time.perf_counter()
@@ -305,12 +311,30 @@ class TreatmentActions:
             surfaces = zone_surfaces(volume, masks)
             t3 = time.perf_counter()
             timings = {"context_s": t1 - t0, "evaluate_s": t2 - t1, "display_s": t3 - t2}
-            return plan, volume.with_array(flags), surfaces, timings
+            return plan, volume.with_array(flags), surfaces, timings, cache
 
-        self._zone_task = run_task(self, task, self._show_zones, "Zones", show_progress=False)
+        # Zones are a throttled display: a result computed on slightly older positions or
+        # settings is shown while the edit that made it stale has already scheduled the
+        # next computation (a dragged needle's zone follows it). One whose zones or
+        # needles were removed or added since (an undo) is dropped.
+        nodes = _zone_nodes(self.scene)
+        generation = self.plan_generation.guard()
+        self._zone_task = run_task(
+            self,
+            task,
+            self._show_zones,
+            "Zones",
+            show_progress=False,
+            guard=lambda: generation() and _zone_nodes(self.scene) == nodes,
+            on_stale=self.schedule_zones,
+        )
 
     def _show_zones(self, result) -> None:
-        plan, flags, surfaces, timings = result if result is not None else (None, None, [], {})
+        plan, flags, surfaces, timings, cache = (
+            result if result is not None else (None, None, [], {}, None)
+        )
+        if cache is not None:
+            self._zone_ctx = cache
         if timings:
             TreatmentActions.zone_timings = timings
         if self.planning is None or (
@@ -337,6 +361,14 @@ class TreatmentActions:
         self.treatment_panel.show_evaluation(plan, errors[0] if errors else None)
         self._show_current_zone()
         self.render_all()
+
+
+def _zone_nodes(scene) -> tuple[frozenset, frozenset]:
+    """The ids of the plan's zones and needles: what a zone result is about."""
+    return (
+        frozenset(n.id for n in scene.nodes_of(ZoneNode)),
+        frozenset(n.id for n in scene.nodes_of(TrajectoryNode)),
+    )
 
 
 def _tips_within(tips: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> bool:
