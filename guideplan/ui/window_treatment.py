@@ -229,14 +229,14 @@ class TreatmentActions:
     #: 90 mm around that box, which leaves room for the largest zone plus its margin.
     CONTEXT_SLACK_MM: ClassVar[float] = 40.0
 
-    def _context_for(self, scene, volume, auto, cached):
+    def _context_for(self, scene, volume, auto, canal_finding, cached):
         """(treatment context, cache entry): the context (structures, distance maps) is
         reused while the label maps stay the same and the needles' tips stay near where
         it was built: dragging a needle, the cement slider and power/time changes do not
-        rebuild it. Runs in the zone worker: it reads only its arguments (``auto`` and
-        ``cached`` were taken on the GUI thread) and returns the new cache entry instead
-        of storing it; one zone task runs at a time, so a cached context is used by one
-        worker at a time and by nothing else."""
+        rebuild it. Runs in the zone worker: it reads only its arguments (``auto``,
+        ``canal_finding`` and ``cached`` were taken on the GUI thread) and returns the new
+        cache entry instead of storing it; one zone task runs at a time, so a cached
+        context is used by one worker at a time and by nothing else."""
         from guideplan.model.treatment import treatment_context
 
         key = (
@@ -251,7 +251,7 @@ class TreatmentActions:
             if isinstance(scene.info, dict)
             else (),
             tuple(str(n.findings) for n in scene.nodes_of(LabelMapNode)),
-            None if path_ctx is None else str(path_ctx.canal_finding),
+            str(canal_finding),
         )
         tips = np.array([n.target for n in scene.nodes_of(TrajectoryNode)], dtype=float)
         if cached is not None and cached[0] == key and _tips_within(tips, *cached[2]):
@@ -260,8 +260,7 @@ class TreatmentActions:
         if ctx.canal_field() is None:
             have = {f.name for f in ctx.structures}
             ctx.structures += [f for f in auto if f.name not in have]
-        if path_ctx is not None and path_ctx.volume is volume:
-            ctx.canal_finding = path_ctx.canal_finding  # not found, or the user's word
+        ctx.canal_finding = canal_finding  # not found, or the user's word
         built = tips if len(tips) else np.zeros((1, 3))
         bounds = (
             built.min(axis=0) - self.CONTEXT_SLACK_MM,
@@ -298,12 +297,15 @@ class TreatmentActions:
         auto = (
             [] if path_ctx is None or path_ctx.volume is not volume else list(path_ctx.structures)
         )
+        canal_finding = (
+            None if path_ctx is None or path_ctx.volume is not volume else path_ctx.canal_finding
+        )
         cached = getattr(self, "_zone_ctx", None)
         context_for = self._context_for  # reads only its arguments (see there)
 
         def task(progress, cancel):
             t0 = time.perf_counter()
-            ctx, cache = context_for(scene, volume, auto, cached)
+            ctx, cache = context_for(scene, volume, auto, canal_finding, cached)
             t1 = time.perf_counter()
             plan = evaluate_scene(scene, catalog, ctx)
             t2 = time.perf_counter()

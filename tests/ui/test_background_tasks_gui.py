@@ -152,7 +152,7 @@ def test_a_window_deleted_after_closing_under_running_tasks_does_not_crash(
     import guideplan.render.view3d as view3d
 
     bone = _gate(monkeypatch, view3d, "patient_bone_surface")
-    found = _gate(monkeypatch, structures, "auto_structures")
+    found = _gate(monkeypatch, structures, "auto_structures_with_status")
     win = _new_window(qtbot, owned_by_qtbot=False)  # this test deletes it
     try:
         win.open_path(marker_series, pick_planning=True)
