@@ -143,6 +143,4 @@ def test_a_zone_next_to_an_uncertain_canal_warns_that_the_canal_is_unknown(volum
         zone = ablation_zone(ctx, device, [(ENTRY, TARGET)])
         evaluation = evaluate_plan(ctx, [zone])
         assert ("CANAL_NOT_IDENTIFIED" in evaluation.codes()) is expect, finding
-        assert evaluation.to_json()["structures_status"]["canal"]["status"] == str(
-            finding.status
-        )
+        assert evaluation.to_json()["structures_status"]["canal"]["status"] == str(finding.status)
